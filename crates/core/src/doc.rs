@@ -344,6 +344,48 @@ pub fn parse_change(bytes: &[u8]) -> Result<Change> {
     Ok(c)
 }
 
+fn read_member(d: &Automerge, id: Uuid, obj: &ObjId) -> Member {
+    let f = fields(d, obj);
+    let mut pregnancies = Vec::new();
+    if let Some(p) = f.obj("pregnancies") {
+        for (pk, pv) in fields(d, p).0 {
+            let (Val::Obj(po, ObjType::Map), Ok(pid)) = (pv, Uuid::parse_str(&pk)) else {
+                continue;
+            };
+            let pf = fields(d, &po);
+            pregnancies.push(Pregnancy {
+                id: pid,
+                hpht: pf.get("hpht").date(),
+                hpl: pf.get("hpl").date(),
+                gravida: pf.get("gravida").i64(),
+                para: pf.get("para").i64(),
+                abortus: pf.get("abortus").i64(),
+                delivery_date: pf.get("delivery_date").date(),
+                delivery_place: pf.get("delivery_place").str(),
+                ended: pf.get("ended").date(),
+            });
+        }
+    }
+    Member {
+        id,
+        name: f.get("name").str().unwrap_or_default(),
+        nik: f.get("nik").str(),
+        kk: f.get("kk").str(),
+        sex: f.get("sex").str().and_then(|s| Sex::parse(&s)),
+        birth_date: f.get("birth_date").date(),
+        birth_date_estimated: f.get("birth_date_estimated").bool().unwrap_or(false),
+        relation: f.get("relation").str().and_then(|s| Relation::parse(&s)),
+        mother_id: f.get("mother_id").uuid(),
+        jkn: f.get("jkn").bool(),
+        death_date: f.get("death_date").date(),
+        moved_out_date: f.get("moved_out_date").date(),
+        moved_out_note: f.get("moved_out_note").str(),
+        voided: f.get("voided").bool().unwrap_or(false),
+        void_reason: f.get("void_reason").str(),
+        pregnancies,
+    }
+}
+
 /// A household document.
 #[derive(Debug, Clone)]
 pub struct HouseholdDoc {
@@ -594,6 +636,12 @@ impl HouseholdDoc {
             result: ok.result,
             change,
         })
+    }
+
+    /// Reads one member (without reading the rest of the household).
+    pub fn member(&self, id: Uuid) -> Result<Member> {
+        let obj = self.member_obj(id)?;
+        Ok(read_member(&self.doc, id, &obj))
     }
 
     /// Adds a member (one targeted transaction).
@@ -1105,45 +1153,7 @@ impl HouseholdDoc {
             let (Val::Obj(obj, ObjType::Map), Ok(id)) = (v, Uuid::parse_str(&key)) else {
                 continue;
             };
-            let f = fields(d, &obj);
-            let mut pregnancies = Vec::new();
-            if let Some(p) = f.obj("pregnancies") {
-                for (pk, pv) in fields(d, p).0 {
-                    let (Val::Obj(po, ObjType::Map), Ok(pid)) = (pv, Uuid::parse_str(&pk)) else {
-                        continue;
-                    };
-                    let pf = fields(d, &po);
-                    pregnancies.push(Pregnancy {
-                        id: pid,
-                        hpht: pf.get("hpht").date(),
-                        hpl: pf.get("hpl").date(),
-                        gravida: pf.get("gravida").i64(),
-                        para: pf.get("para").i64(),
-                        abortus: pf.get("abortus").i64(),
-                        delivery_date: pf.get("delivery_date").date(),
-                        delivery_place: pf.get("delivery_place").str(),
-                        ended: pf.get("ended").date(),
-                    });
-                }
-            }
-            members.push(Member {
-                id,
-                name: f.get("name").str().unwrap_or_default(),
-                nik: f.get("nik").str(),
-                kk: f.get("kk").str(),
-                sex: f.get("sex").str().and_then(|s| Sex::parse(&s)),
-                birth_date: f.get("birth_date").date(),
-                birth_date_estimated: f.get("birth_date_estimated").bool().unwrap_or(false),
-                relation: f.get("relation").str().and_then(|s| Relation::parse(&s)),
-                mother_id: f.get("mother_id").uuid(),
-                jkn: f.get("jkn").bool(),
-                death_date: f.get("death_date").date(),
-                moved_out_date: f.get("moved_out_date").date(),
-                moved_out_note: f.get("moved_out_note").str(),
-                voided: f.get("voided").bool().unwrap_or(false),
-                void_reason: f.get("void_reason").str(),
-                pregnancies,
-            });
+            members.push(read_member(d, id, &obj));
         }
 
         let mut visits = Vec::new();

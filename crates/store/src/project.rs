@@ -1,0 +1,540 @@
+//! SQL projections of household documents: what lists, search and reports read.
+//!
+//! `rows` turns a document into the rows it should have; `apply` replaces a household's rows
+//! inside the caller's transaction. `current_rows` reads them back, so the crash tests can
+//! check that projections and documents never drift apart.
+
+use kunjung_core::{HouseholdDoc, HouseholdView, ReferralStatus};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use uuid::Uuid;
+
+use crate::Result;
+
+#[derive(Debug, Clone, Copy)]
+pub enum Mode<'a> {
+    /// Re-project everything of the household; `conflicts` rescans for conflicts (needed
+    /// after merges, or when the household had conflicts that an edit may resolve).
+    Full { conflicts: bool },
+    /// A visit was just added locally: no conflict can have appeared.
+    VisitAdded,
+    #[allow(dead_code)]
+    Other(&'a ()),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HouseholdRowData {
+    pub area_code: String,
+    pub dusun: Option<String>,
+    pub rt: String,
+    pub rw: String,
+    pub posyandu_id: Option<String>,
+    pub address: Option<String>,
+    pub status: String,
+    pub head_name: Option<String>,
+    pub member_count: i64,
+    pub visit_count: i64,
+    pub last_visit: Option<String>,
+    pub open_referrals: i64,
+    pub conflict_count: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemberRowData {
+    pub id: String,
+    pub name: String,
+    pub nik: Option<String>,
+    pub sex: Option<String>,
+    pub birth_date: Option<String>,
+    pub relation: Option<String>,
+    pub mother_id: Option<String>,
+    pub death_date: Option<String>,
+    pub moved_out_date: Option<String>,
+    pub voided: bool,
+    pub pregnant_from: Option<String>,
+    pub pregnant_until: Option<String>,
+    pub last_delivery: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct VisitRowData {
+    pub id: String,
+    pub member_id: String,
+    pub date: String,
+    pub stage: Option<String>,
+    pub cadre: Option<String>,
+    pub weight_kg: Option<f64>,
+    pub height_cm: Option<f64>,
+    pub measured: Option<String>,
+    pub muac_cm: Option<f64>,
+    pub danger_signs: Option<String>,
+    pub referred: bool,
+    pub reported: Option<bool>,
+    pub reviewed: bool,
+    pub voided: bool,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReferralRowData {
+    pub id: String,
+    pub visit_id: Option<String>,
+    pub member_id: String,
+    pub reason: String,
+    pub status: String,
+    pub created_at: i64,
+    pub created_by: Option<String>,
+    pub updated_at: Option<i64>,
+    pub outcome: Option<String>,
+    pub feedback: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rows {
+    pub household: HouseholdRowData,
+    pub members: Vec<MemberRowData>,
+    pub visits: Vec<VisitRowData>,
+    pub referrals: Vec<ReferralRowData>,
+    pub conflicts: Vec<(String, String)>,
+}
+
+fn d(x: Option<chrono::NaiveDate>) -> Option<String> {
+    x.map(|d| d.format("%Y-%m-%d").to_string())
+}
+
+fn rows_from(view: &HouseholdView, conflicts: Option<Vec<(String, String)>>) -> Rows {
+    let h = &view.household;
+    let members: Vec<MemberRowData> = view
+        .members
+        .iter()
+        .map(|m| {
+            // The current (or latest) pregnancy window, for life-stage filters.
+            let latest = m.pregnancies.iter().max_by_key(|p| p.hpht.or(p.hpl));
+            let (from, until) = latest
+                .and_then(|p| {
+                    let start = p
+                        .hpht
+                        .or_else(|| p.hpl.map(|h| h - chrono::Duration::days(280)))?;
+                    let end = p.delivery_date.or(p.ended).unwrap_or(
+                        start + chrono::Duration::days(kunjung_core::lifestage::MAX_PREGNANCY_DAYS),
+                    );
+                    Some((Some(start), Some(end)))
+                })
+                .unwrap_or((None, None));
+            MemberRowData {
+                id: m.id.to_string(),
+                name: m.name.clone(),
+                nik: m.nik.clone(),
+                sex: m.sex.map(|s| s.code().to_string()),
+                birth_date: d(m.birth_date),
+                relation: m.relation.map(|r| r.code().to_string()),
+                mother_id: m.mother_id.map(|u| u.to_string()),
+                death_date: d(m.death_date),
+                moved_out_date: d(m.moved_out_date),
+                voided: m.voided,
+                pregnant_from: d(from),
+                pregnant_until: d(until),
+                last_delivery: d(m.pregnancies.iter().filter_map(|p| p.delivery_date).max()),
+            }
+        })
+        .collect();
+    let reviewed: std::collections::HashSet<Uuid> =
+        view.reviews.iter().map(|r| r.visit_id).collect();
+    let visits: Vec<VisitRowData> = view
+        .visits
+        .iter()
+        .map(|v| VisitRowData {
+            id: v.id.to_string(),
+            member_id: v.member_id.to_string(),
+            date: v.date.format("%Y-%m-%d").to_string(),
+            stage: v.stage.map(|s| s.code().to_string()),
+            cadre: v.cadre.clone(),
+            weight_kg: v.weight_kg,
+            height_cm: v.height_cm,
+            measured: v.measured.map(|m| m.code().to_string()),
+            muac_cm: v.muac_cm,
+            danger_signs: (!v.danger_signs.is_empty()).then(|| v.danger_signs.join(",")),
+            referred: v.referred,
+            reported: v.reported_to_nakes,
+            reviewed: reviewed.contains(&v.id),
+            voided: v.voided,
+            created_at: v.created_at,
+        })
+        .collect();
+    let referrals: Vec<ReferralRowData> = view
+        .referrals
+        .iter()
+        .map(|r| ReferralRowData {
+            id: r.id.to_string(),
+            visit_id: r.visit_id.map(|u| u.to_string()),
+            member_id: r.member_id.to_string(),
+            reason: r.reason.clone(),
+            status: r.status.code().to_string(),
+            created_at: r.created_at,
+            created_by: r.created_by.clone(),
+            updated_at: r.updated_at,
+            outcome: r.outcome.clone(),
+            feedback: r.feedback.clone(),
+        })
+        .collect();
+    let conflicts = conflicts.unwrap_or_default();
+    Rows {
+        household: HouseholdRowData {
+            area_code: h.area_code.clone(),
+            dusun: h.dusun.clone(),
+            rt: h.rt.clone(),
+            rw: h.rw.clone(),
+            posyandu_id: h.posyandu_id.clone(),
+            address: h.address.clone(),
+            status: h.status.code().to_string(),
+            head_name: view.head_name().map(String::from),
+            member_count: view.members.iter().filter(|m| !m.voided).count() as i64,
+            visit_count: view.visits.iter().filter(|v| !v.voided).count() as i64,
+            last_visit: view
+                .visits
+                .iter()
+                .filter(|v| !v.voided)
+                .map(|v| v.date)
+                .max()
+                .map(|d| d.format("%Y-%m-%d").to_string()),
+            open_referrals: view
+                .referrals
+                .iter()
+                .filter(|r| r.status != ReferralStatus::Closed)
+                .count() as i64,
+            conflict_count: conflicts.len() as i64,
+        },
+        members,
+        visits,
+        referrals,
+        conflicts,
+    }
+}
+
+fn conflict_rows(doc: &HouseholdDoc) -> Vec<(String, String)> {
+    doc.conflicts()
+        .into_iter()
+        .map(|c| {
+            (
+                c.path.clone(),
+                serde_json::to_string(&c.values).unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+/// The rows a document should have (conflicts included).
+pub fn expected_rows(doc: &HouseholdDoc) -> Result<Rows> {
+    let mut rows = rows_from(&doc.read()?, Some(conflict_rows(doc)));
+    normalize(&mut rows);
+    Ok(rows)
+}
+
+fn search_address(h: &HouseholdRowData) -> String {
+    let mut parts = Vec::new();
+    if let Some(a) = &h.address {
+        parts.push(a.clone());
+    }
+    if let Some(d) = &h.dusun {
+        parts.push(d.clone());
+    }
+    parts.push(format!("RT {} RW {}", h.rt, h.rw));
+    parts.join(" ")
+}
+
+/// Deletes a household's projection rows.
+pub fn delete(tx: &Transaction<'_>, id: Uuid) -> Result<()> {
+    let ids = id.to_string();
+    {
+        let mut rids = tx.prepare_cached("SELECT rid FROM members WHERE household_id = ?1")?;
+        let list: Vec<i64> = rids
+            .query_map([&ids], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut del = tx.prepare_cached("DELETE FROM search WHERE rowid = ?1")?;
+        for rid in list {
+            del.execute([rid])?;
+        }
+        let hrid: Option<i64> = tx
+            .prepare_cached("SELECT rid FROM households WHERE id = ?1")?
+            .query_row([&ids], |r| r.get(0))
+            .optional()?;
+        if let Some(h) = hrid {
+            del.execute([-h])?;
+        }
+    }
+    for sql in [
+        "DELETE FROM members WHERE household_id = ?1",
+        "DELETE FROM visits WHERE household_id = ?1",
+        "DELETE FROM referrals WHERE household_id = ?1",
+        "DELETE FROM conflicts WHERE household_id = ?1",
+        "DELETE FROM households WHERE id = ?1",
+    ] {
+        tx.prepare_cached(sql)?.execute([&ids])?;
+    }
+    Ok(())
+}
+
+pub fn clear_all(tx: &Transaction<'_>) -> Result<()> {
+    tx.execute_batch(
+        "DELETE FROM search; DELETE FROM members; DELETE FROM visits; DELETE FROM referrals;
+         DELETE FROM conflicts; DELETE FROM households;",
+    )?;
+    Ok(())
+}
+
+/// Writes a household's projections (inside the caller's transaction).
+pub fn apply(tx: &Transaction<'_>, id: Uuid, doc: &HouseholdDoc, mode: Mode<'_>) -> Result<()> {
+    let view = doc.read()?;
+    let conflicts = match mode {
+        Mode::Full { conflicts: true } => Some(conflict_rows(doc)),
+        _ => None,
+    };
+    let keep_conflicts = conflicts.is_none();
+    let rows = rows_from(&view, conflicts);
+    write_rows(tx, id, &rows, keep_conflicts)
+}
+
+fn write_rows(tx: &Transaction<'_>, id: Uuid, rows: &Rows, keep_conflicts: bool) -> Result<()> {
+    let ids = id.to_string();
+    let kept: Vec<(String, String)> = if keep_conflicts {
+        let mut stmt = tx.prepare_cached(
+            "SELECT path, \"values\" FROM conflicts WHERE household_id = ?1 ORDER BY path",
+        )?;
+        let v = stmt
+            .query_map([&ids], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        v
+    } else {
+        Vec::new()
+    };
+    delete(tx, id)?;
+    let h = &rows.household;
+    let conflicts = if keep_conflicts {
+        &kept
+    } else {
+        &rows.conflicts
+    };
+    tx.prepare_cached(
+        "INSERT INTO households(id, area_code, dusun, rt, rw, posyandu_id, address, status, head_name,
+            member_count, visit_count, last_visit, open_referrals, conflict_count, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+    )?
+    .execute(params![
+        ids, h.area_code, h.dusun, h.rt, h.rw, h.posyandu_id, h.address, h.status, h.head_name,
+        h.member_count, h.visit_count, h.last_visit, h.open_referrals, conflicts.len() as i64,
+        chrono::Utc::now().timestamp_millis()
+    ])?;
+    let hrid = tx.last_insert_rowid();
+    let address = search_address(h);
+    let mut fts =
+        tx.prepare_cached("INSERT INTO search(rowid, name, nik, address) VALUES (?1, ?2, ?3, ?4)")?;
+    fts.execute(params![
+        -hrid,
+        Option::<String>::None,
+        Option::<String>::None,
+        address
+    ])?;
+    {
+        let mut ins = tx.prepare_cached(
+            "INSERT INTO members(id, household_id, name, nik, sex, birth_date, relation, mother_id, death_date,
+                moved_out_date, voided, pregnant_from, pregnant_until, last_delivery)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        )?;
+        for m in &rows.members {
+            ins.execute(params![
+                m.id,
+                ids,
+                m.name,
+                m.nik,
+                m.sex,
+                m.birth_date,
+                m.relation,
+                m.mother_id,
+                m.death_date,
+                m.moved_out_date,
+                m.voided,
+                m.pregnant_from,
+                m.pregnant_until,
+                m.last_delivery
+            ])?;
+            if !m.voided {
+                fts.execute(params![tx.last_insert_rowid(), m.name, m.nik, address])?;
+            }
+        }
+    }
+    {
+        let mut ins = tx.prepare_cached(
+            "INSERT INTO visits(id, household_id, member_id, date, stage, cadre, weight_kg, height_cm, measured,
+                muac_cm, danger_signs, referred, reported, reviewed, voided, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+        )?;
+        for v in &rows.visits {
+            ins.execute(params![
+                v.id,
+                ids,
+                v.member_id,
+                v.date,
+                v.stage,
+                v.cadre,
+                v.weight_kg,
+                v.height_cm,
+                v.measured,
+                v.muac_cm,
+                v.danger_signs,
+                v.referred,
+                v.reported,
+                v.reviewed,
+                v.voided,
+                v.created_at
+            ])?;
+        }
+    }
+    {
+        let mut ins = tx.prepare_cached(
+            "INSERT INTO referrals(id, household_id, visit_id, member_id, reason, status, created_at, created_by,
+                updated_at, outcome, feedback)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )?;
+        for r in &rows.referrals {
+            ins.execute(params![
+                r.id,
+                ids,
+                r.visit_id,
+                r.member_id,
+                r.reason,
+                r.status,
+                r.created_at,
+                r.created_by,
+                r.updated_at,
+                r.outcome,
+                r.feedback
+            ])?;
+        }
+    }
+    {
+        let mut ins = tx.prepare_cached(
+            "INSERT INTO conflicts(household_id, path, \"values\") VALUES (?1, ?2, ?3)",
+        )?;
+        for (p, v) in conflicts {
+            ins.execute(params![ids, p, v])?;
+        }
+    }
+    Ok(())
+}
+
+/// Reads a household's projection rows back (for consistency checks).
+pub fn current_rows(conn: &Connection, id: Uuid) -> Result<Rows> {
+    let ids = id.to_string();
+    let household = conn.query_row(
+        "SELECT area_code, dusun, rt, rw, posyandu_id, address, status, head_name, member_count, visit_count,
+                last_visit, open_referrals, conflict_count FROM households WHERE id = ?1",
+        [&ids],
+        |r| {
+            Ok(HouseholdRowData {
+                area_code: r.get(0)?,
+                dusun: r.get(1)?,
+                rt: r.get(2)?,
+                rw: r.get(3)?,
+                posyandu_id: r.get(4)?,
+                address: r.get(5)?,
+                status: r.get(6)?,
+                head_name: r.get(7)?,
+                member_count: r.get(8)?,
+                visit_count: r.get(9)?,
+                last_visit: r.get(10)?,
+                open_referrals: r.get(11)?,
+                conflict_count: r.get(12)?,
+            })
+        },
+    )?;
+    let mut stmt = conn.prepare(
+        "SELECT id, name, nik, sex, birth_date, relation, mother_id, death_date, moved_out_date, voided,
+                pregnant_from, pregnant_until, last_delivery FROM members WHERE household_id = ?1 ORDER BY id",
+    )?;
+    let members = stmt
+        .query_map([&ids], |r| {
+            Ok(MemberRowData {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                nik: r.get(2)?,
+                sex: r.get(3)?,
+                birth_date: r.get(4)?,
+                relation: r.get(5)?,
+                mother_id: r.get(6)?,
+                death_date: r.get(7)?,
+                moved_out_date: r.get(8)?,
+                voided: r.get(9)?,
+                pregnant_from: r.get(10)?,
+                pregnant_until: r.get(11)?,
+                last_delivery: r.get(12)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut stmt = conn.prepare(
+        "SELECT id, member_id, date, stage, cadre, weight_kg, height_cm, measured, muac_cm, danger_signs, referred,
+                reported, reviewed, voided, created_at FROM visits WHERE household_id = ?1 ORDER BY date, id",
+    )?;
+    let visits = stmt
+        .query_map([&ids], |r| {
+            Ok(VisitRowData {
+                id: r.get(0)?,
+                member_id: r.get(1)?,
+                date: r.get(2)?,
+                stage: r.get(3)?,
+                cadre: r.get(4)?,
+                weight_kg: r.get(5)?,
+                height_cm: r.get(6)?,
+                measured: r.get(7)?,
+                muac_cm: r.get(8)?,
+                danger_signs: r.get(9)?,
+                referred: r.get(10)?,
+                reported: r.get(11)?,
+                reviewed: r.get(12)?,
+                voided: r.get(13)?,
+                created_at: r.get(14)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut stmt = conn.prepare(
+        "SELECT id, visit_id, member_id, reason, status, created_at, created_by, updated_at, outcome, feedback
+         FROM referrals WHERE household_id = ?1 ORDER BY id",
+    )?;
+    let referrals = stmt
+        .query_map([&ids], |r| {
+            Ok(ReferralRowData {
+                id: r.get(0)?,
+                visit_id: r.get(1)?,
+                member_id: r.get(2)?,
+                reason: r.get(3)?,
+                status: r.get(4)?,
+                created_at: r.get(5)?,
+                created_by: r.get(6)?,
+                updated_at: r.get(7)?,
+                outcome: r.get(8)?,
+                feedback: r.get(9)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut stmt = conn
+        .prepare("SELECT path, \"values\" FROM conflicts WHERE household_id = ?1 ORDER BY path")?;
+    let conflicts = stmt
+        .query_map([&ids], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut rows = Rows {
+        household,
+        members,
+        visits,
+        referrals,
+        conflicts,
+    };
+    normalize(&mut rows);
+    Ok(rows)
+}
+
+/// Sorts rows so that two `Rows` compare equal when they hold the same data.
+pub fn normalize(rows: &mut Rows) {
+    rows.members.sort_by(|a, b| a.id.cmp(&b.id));
+    rows.visits
+        .sort_by(|a, b| (&a.date, &a.id).cmp(&(&b.date, &b.id)));
+    rows.referrals.sort_by(|a, b| a.id.cmp(&b.id));
+    rows.conflicts.sort();
+}

@@ -1,0 +1,409 @@
+//! Integration tests of the local store on real SQLite files in temporary directories.
+
+use chrono::NaiveDate;
+use kunjung_core::checklist::{AnswerValue, VisitAnswers};
+use kunjung_core::{FieldEdit, NewHousehold, NewMember, NewVisit, Relation, Sex};
+use kunjung_store::{ListFilter, Store, StoreError};
+
+fn d(s: &str) -> NaiveDate {
+    s.parse().unwrap()
+}
+
+fn hh(area: &str, rt: &str) -> NewHousehold {
+    NewHousehold {
+        area_code: area.into(),
+        rt: rt.into(),
+        rw: "1".into(),
+        dusun: Some("Krajan".into()),
+        posyandu_id: Some("psy-1".into()),
+        address: Some("Jalan Melati 7".into()),
+        kk: None,
+    }
+}
+
+fn member(name: &str, sex: Sex, bd: &str, nik: Option<&str>) -> NewMember {
+    NewMember {
+        name: name.into(),
+        sex,
+        birth_date: d(bd),
+        birth_date_estimated: false,
+        nik: nik.map(String::from),
+        kk: None,
+        relation: Some(Relation::Head),
+        mother_id: None,
+        jkn: None,
+    }
+}
+
+#[test]
+fn write_read_search_and_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Store::init(dir.path(), None, "kader1").unwrap();
+    let h1 = s.create_household(&hh("32.14.01.2001", "3")).unwrap();
+    let h2 = s.create_household(&hh("32.14.02.2002", "4")).unwrap();
+    let m = s
+        .add_member(
+            h1,
+            &member(
+                "Siti Aminah",
+                Sex::F,
+                "1990-05-12",
+                Some("3214015205900001"),
+            ),
+        )
+        .unwrap();
+    assert!(m.warnings.is_empty());
+    let bad_nik = s
+        .add_member(
+            h2,
+            &member("Budi Santoso", Sex::M, "1985-01-01", Some("12345")),
+        )
+        .unwrap();
+    assert_eq!(bad_nik.warnings[0].code, "nik_format");
+    let child = s
+        .add_member(h1, &member("Ahmad Fauzi", Sex::M, "2025-06-01", None))
+        .unwrap();
+    let v = s
+        .add_visit(&NewVisit {
+            member_id: child.id,
+            date: d("2026-01-10"),
+            weight_kg: Some(8.1),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(v.household_id, h1);
+    assert!(v.referral_id.is_none());
+    let detail = s.household_detail(h1).unwrap();
+    assert_eq!(
+        detail.view.visits[0].stage.map(|s| s.code()),
+        Some("toddler")
+    );
+
+    // Search by name prefix, accent-insensitive, by NIK prefix, by address.
+    let hits = s.search("siti am", 10).unwrap();
+    assert_eq!(hits.len(), 1);
+    assert_eq!(
+        hits[0].member_id.as_deref(),
+        Some(m.id.to_string().as_str())
+    );
+    assert_eq!(s.search("3214015", 10).unwrap().len(), 1);
+    assert_eq!(
+        s.search("melati", 10)
+            .unwrap()
+            .iter()
+            .filter(|h| h.member_id.is_none())
+            .count(),
+        2
+    );
+    assert!(s.search("zzz", 10).unwrap().is_empty());
+
+    // Lists filter by area prefix and life stage.
+    assert_eq!(s.list_households(&ListFilter::default()).unwrap().len(), 2);
+    let only = s
+        .list_households(&ListFilter {
+            area: Some("32.14.01".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(only.len(), 1);
+    assert_eq!(only[0].head_name.as_deref(), Some("Siti Aminah"));
+    assert_eq!(only[0].member_count, 2);
+    assert_eq!(only[0].visit_count, 1);
+    let toddlers = s
+        .list_households(&ListFilter {
+            stage: Some("toddler".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(toddlers.len(), 1);
+    assert!(s
+        .list_households(&ListFilter {
+            area: Some("32.1".into()),
+            ..Default::default()
+        })
+        .is_err());
+
+    // Reopen: everything is still there and consistent.
+    drop(s);
+    let mut s = Store::open(dir.path(), None).unwrap();
+    assert_eq!(s.household_count().unwrap(), 2);
+    assert!(s.check_consistency().unwrap().is_empty());
+    s.rebuild().unwrap();
+    assert!(s.check_consistency().unwrap().is_empty());
+    assert_eq!(s.search("budi", 5).unwrap().len(), 1);
+}
+
+#[test]
+fn danger_sign_creates_referral_in_same_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Store::init(dir.path(), None, "kader1").unwrap();
+    let h = s.create_household(&hh("32.14.01.2001", "3")).unwrap();
+    let m = s
+        .add_member(h, &member("Rina", Sex::F, "1996-02-02", None))
+        .unwrap();
+    s.add_pregnancy(
+        m.id,
+        &kunjung_core::Pregnancy {
+            hpht: Some(d("2025-12-01")),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let v = s
+        .add_visit(&NewVisit {
+            member_id: m.id,
+            date: d("2026-03-01"),
+            danger_signs: vec!["preg_bleeding".into()],
+            answers: VisitAnswers::from_json(&serde_json::json!({"buku_kia": true})).unwrap(),
+            ..Default::default()
+        })
+        .unwrap();
+    let rid = v.referral_id.unwrap();
+    let refs = s.list_referrals(Some("open"), None).unwrap();
+    assert_eq!(refs.len(), 1);
+    assert_eq!(refs[0].id, rid.to_string());
+    assert_eq!(
+        s.household_detail(h).unwrap().view.visits[0]
+            .stage
+            .map(|s| s.code()),
+        Some("pregnancy")
+    );
+    // The bidan answers the referral.
+    s.edit(
+        h,
+        &[
+            FieldEdit {
+                path: format!("referrals/{rid}/status"),
+                value: Some(AnswerValue::Text("examined".into())),
+            },
+            FieldEdit {
+                path: format!("referrals/{rid}/feedback"),
+                value: Some(AnswerValue::Text("Dirujuk ke RS".into())),
+            },
+        ],
+        "referral.update",
+    )
+    .unwrap();
+    let r = &s.list_referrals(None, None).unwrap()[0];
+    assert_eq!(r.status, "examined");
+    assert_eq!(r.feedback.as_deref(), Some("Dirujuk ke RS"));
+    assert_eq!(s.list_visits(None, true, 10).unwrap().len(), 1);
+    s.add_review(v.id, Some("ok")).unwrap();
+    assert!(s.list_visits(None, true, 10).unwrap().is_empty());
+    assert!(s.check_consistency().unwrap().is_empty());
+}
+
+#[test]
+fn encrypted_store_leaks_nothing_and_wrong_pin_is_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Store::init(dir.path(), Some("246810"), "kader1").unwrap();
+    let h = s.create_household(&hh("32.14.01.2001", "3")).unwrap();
+    s.add_member(
+        h,
+        &member(
+            "Kartini Wulandari",
+            Sex::F,
+            "1990-05-12",
+            Some("3214015205900001"),
+        ),
+    )
+    .unwrap();
+    drop(s);
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        for needle in [
+            &b"Kartini"[..],
+            b"Wulandari",
+            b"3214015205900001",
+            b"Melati",
+        ] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "plaintext found"
+            );
+        }
+    }
+    assert!(matches!(
+        Store::open(dir.path(), Some("000000")),
+        Err(StoreError::WrongPin)
+    ));
+    assert!(matches!(
+        Store::open(dir.path(), None),
+        Err(StoreError::PinRequired)
+    ));
+    assert_eq!(StoreError::WrongPin.to_string(), "PIN salah (wrong PIN)");
+    let s = Store::open(dir.path(), Some("246810")).unwrap();
+    assert_eq!(s.search("kartini", 5).unwrap().len(), 1);
+    assert!(Store::init(tempfile::tempdir().unwrap().path(), Some("12"), "k").is_err());
+}
+
+#[test]
+fn two_stores_merge_and_show_conflicts() {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut a = Store::init(da.path(), None, "kader_a").unwrap();
+    let mut b = Store::init(db.path(), None, "kader_b").unwrap();
+    let h = a.create_household(&hh("32.14.01.2001", "3")).unwrap();
+    let m = a
+        .add_member(h, &member("Sri", Sex::F, "1980-01-01", None))
+        .unwrap();
+    b.import_bundle(&a.export_bundle(None).unwrap()).unwrap();
+    assert_ne!(a.device_id(), b.device_id());
+    // Concurrent: same field, a visit on each side.
+    a.edit(
+        h,
+        &[FieldEdit {
+            path: format!("members/{}/name", m.id),
+            value: Some(AnswerValue::Text("Sri Wahyuni".into())),
+        }],
+        "member.edit",
+    )
+    .unwrap();
+    b.edit(
+        h,
+        &[FieldEdit {
+            path: format!("members/{}/name", m.id),
+            value: Some(AnswerValue::Text("Sri Wahyuningsih".into())),
+        }],
+        "member.edit",
+    )
+    .unwrap();
+    a.add_visit(&NewVisit {
+        member_id: m.id,
+        date: d("2026-02-01"),
+        ..Default::default()
+    })
+    .unwrap();
+    b.add_visit(&NewVisit {
+        member_id: m.id,
+        date: d("2026-02-02"),
+        ..Default::default()
+    })
+    .unwrap();
+    // Exchange the unsynced changes both ways.
+    let from_a: Vec<Vec<u8>> = a
+        .unsynced(1000)
+        .unwrap()
+        .into_iter()
+        .map(|c| c.bytes)
+        .collect();
+    let from_b: Vec<Vec<u8>> = b
+        .unsynced(1000)
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.household_id == h)
+        .map(|c| c.bytes)
+        .collect();
+    b.apply_changes(h, &from_a, false).unwrap();
+    a.apply_changes(h, &from_b, false).unwrap();
+    let (va, vb) = (
+        a.household_detail(h).unwrap(),
+        b.household_detail(h).unwrap(),
+    );
+    assert_eq!(va.view, vb.view);
+    assert_eq!(va.view.visits.len(), 2);
+    assert_eq!(va.conflicts.len(), 1);
+    assert_eq!(va.conflicts[0].values.len(), 2);
+    let listed = a
+        .list_households(&ListFilter {
+            has_conflicts: true,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(a.check_consistency().unwrap().is_empty());
+    assert!(b.check_consistency().unwrap().is_empty());
+    // Resolving clears the conflict projection.
+    a.edit(
+        h,
+        &[FieldEdit {
+            path: format!("members/{}/name", m.id),
+            value: Some(AnswerValue::Text("Sri Wahyuni".into())),
+        }],
+        "conflict.resolve",
+    )
+    .unwrap();
+    assert_eq!(
+        a.list_households(&ListFilter {
+            has_conflicts: true,
+            ..Default::default()
+        })
+        .unwrap()
+        .len(),
+        0
+    );
+    assert!(a.check_consistency().unwrap().is_empty());
+}
+
+#[test]
+fn bad_input_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Store::init(dir.path(), None, "k").unwrap();
+    let h = s.create_household(&hh("32.14.01.2001", "3")).unwrap();
+    let m = s
+        .add_member(h, &member("Sri", Sex::F, "1980-01-01", None))
+        .unwrap();
+    let before = s.household_detail(h).unwrap().view;
+    assert!(s
+        .import_bundle(b"KJB1\x10\x00\x00\x00garbagegarbage!!")
+        .is_err());
+    assert!(s.import_bundle(b"nope").is_err());
+    assert!(s.apply_changes(h, &[b"corrupt".to_vec()], false).is_err());
+    assert!(s
+        .add_visit(&NewVisit {
+            member_id: m.id,
+            date: d("2026-01-01"),
+            weight_kg: Some(-1.0),
+            ..Default::default()
+        })
+        .is_err());
+    assert!(s.create_household(&hh("32.14.01", "3")).is_err());
+    assert_eq!(s.household_detail(h).unwrap().view, before);
+    assert_eq!(s.household_count().unwrap(), 1);
+    assert!(s.check_consistency().unwrap().is_empty());
+    assert!(matches!(
+        Store::open(tempfile::tempdir().unwrap().path(), None),
+        Err(StoreError::NotInitialized(_))
+    ));
+    assert!(matches!(
+        Store::init(dir.path(), None, "k"),
+        Err(StoreError::AlreadyInitialized(_))
+    ));
+}
+
+#[test]
+fn compaction_keeps_unsynced_changes_and_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Store::init(dir.path(), None, "k").unwrap();
+    let h = s.create_household(&hh("32.14.01.2001", "3")).unwrap();
+    let m = s
+        .add_member(h, &member("Sri", Sex::F, "1980-01-01", None))
+        .unwrap();
+    for i in 0..150 {
+        s.add_visit(&NewVisit {
+            member_id: m.id,
+            date: d("2026-01-01"),
+            weight_kg: Some(50.0 + i as f64 / 10.0),
+            ..Default::default()
+        })
+        .unwrap();
+    }
+    assert_eq!(s.unsynced_count().unwrap(), 152);
+    let all: Vec<Vec<u8>> = s
+        .unsynced(1000)
+        .unwrap()
+        .into_iter()
+        .map(|c| c.hash)
+        .collect();
+    s.mark_synced_hashes(all).unwrap();
+    s.compact().unwrap();
+    assert_eq!(s.unsynced_count().unwrap(), 0);
+    let n: i64 = s
+        .connection()
+        .query_row("SELECT count(*) FROM changes", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 0);
+    drop(s);
+    let mut s = Store::open(dir.path(), None).unwrap();
+    assert_eq!(s.household_detail(h).unwrap().view.visits.len(), 150);
+    assert!(s.check_consistency().unwrap().is_empty());
+}
