@@ -479,7 +479,7 @@ fn check_measure(what: &str, v: Option<f64>, lo: f64, hi: f64) -> Result<()> {
     if let Some(x) = v {
         if !x.is_finite() || x <= lo || x > hi {
             return Err(CoreError::Invalid(format!(
-                "{what} {x} di luar rentang yang mungkin ({lo}–{hi}) ({what} out of the possible range)"
+                "{what} {x} di luar rentang yang mungkin ({lo}–{hi}) (value out of the possible range)"
             )));
         }
     }

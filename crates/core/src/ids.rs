@@ -7,9 +7,60 @@ use uuid::Uuid;
 
 use crate::error::{CoreError, Result};
 
+thread_local! {
+    static SEEDED: std::cell::RefCell<Option<SeededIds>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Deterministic id source for demo data and tests (splitmix64 + a fixed clock).
+struct SeededIds {
+    state: u64,
+    ms: u64,
+}
+
+impl SeededIds {
+    fn next(&mut self) -> Uuid {
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        self.ms += 1;
+        let mut b = [0u8; 16];
+        b[0..6].copy_from_slice(&self.ms.to_be_bytes()[2..8]);
+        let r = z.rotate_left(17);
+        b[6] = 0x70 | ((r >> 8) as u8 & 0x0f); // version 7
+        b[7] = r as u8;
+        b[8..16].copy_from_slice(&z.to_le_bytes());
+        b[8] = (b[8] & 0x3f) | 0x80; // RFC 4122 variant
+        Uuid::from_bytes(b)
+    }
+}
+
 /// A new time-ordered record id (UUIDv7), so ids sort by creation time.
 pub fn new_id() -> Uuid {
-    Uuid::now_v7()
+    SEEDED.with(|s| match s.borrow_mut().as_mut() {
+        Some(g) => g.next(),
+        None => Uuid::now_v7(),
+    })
+}
+
+/// Runs `f` with deterministic ids (same `seed` and `base_ms` give the same ids), for
+/// reproducible demo data. Ids outside `f` are random as usual.
+pub fn with_seeded_ids<T>(seed: u64, base_ms: u64, f: impl FnOnce() -> T) -> T {
+    SEEDED.with(|s| {
+        *s.borrow_mut() = Some(SeededIds {
+            state: seed,
+            ms: base_ms,
+        })
+    });
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            SEEDED.with(|s| *s.borrow_mut() = None);
+        }
+    }
+    let _reset = Reset;
+    f()
 }
 
 /// Kode wilayah desa/kelurahan `PP.KK.CC.DDDD` (Kemendagri). Prefixes (`PP`, `PP.KK`,
@@ -174,6 +225,18 @@ pub fn check_nik(
 mod tests {
     use super::*;
     use crate::model::Sex;
+
+    #[test]
+    fn seeded_ids_repeat() {
+        let a: Vec<Uuid> =
+            with_seeded_ids(7, 1_700_000_000_000, || (0..3).map(|_| new_id()).collect());
+        let b: Vec<Uuid> =
+            with_seeded_ids(7, 1_700_000_000_000, || (0..3).map(|_| new_id()).collect());
+        assert_eq!(a, b);
+        assert_eq!(a[0].get_version_num(), 7);
+        assert!(a[0] < a[1]);
+        assert_ne!(new_id(), new_id());
+    }
 
     #[test]
     fn area_codes() {

@@ -765,6 +765,41 @@ impl Store {
         Ok(id)
     }
 
+    /// Stores whole documents made elsewhere in one transaction (demo data, imports).
+    /// With `synced = false` their changes are kept to be pushed to the server.
+    pub fn insert_documents(&mut self, docs: &[HouseholdDoc], synced: bool) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        let now = now_ms();
+        for doc in docs {
+            let id = doc.id()?;
+            tx.prepare_cached(
+                "INSERT INTO docs(household_id, snapshot, heads, pending, updated_at) VALUES (?1, ?2, ?3, 0, ?4)",
+            )?
+            .execute(params![id.to_string(), doc.save(), heads_text(doc), now])?;
+            if !synced {
+                let mut ins = tx.prepare_cached(
+                    "INSERT OR IGNORE INTO changes(hash, household_id, bytes, local, synced, in_snapshot, created_at) VALUES (?1, ?2, ?3, 1, 0, 1, ?4)",
+                )?;
+                for c in doc.changes_since(&[]) {
+                    ins.execute(params![
+                        c.hash().0.as_slice(),
+                        id.to_string(),
+                        c.raw_bytes(),
+                        now
+                    ])?;
+                }
+            }
+            project::apply(&tx, id, doc, project::Mode::Full { conflicts: false })?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The Automerge actor of this device (to create documents with).
+    pub fn actor(&self) -> &ActorId {
+        &self.actor
+    }
+
     pub fn has_household(&self, id: Uuid) -> Result<bool> {
         Ok(self
             .conn
