@@ -1,1 +1,71 @@
-fn main() {}
+//! `cargo xtask …`: the commands the README names.
+//!
+//! - `test`  — installs what the tests need (Debian packages, PostgreSQL), starts a throwaway
+//!   PostgreSQL on loopback, then runs fmt, clippy and every test. CI runs exactly this.
+//! - `demo`  — builds and runs the demo.
+//! - `bench [--quick]` — benchmarks; prints a table and writes `target/bench/results.json`.
+
+mod bench;
+mod pg;
+mod sh;
+
+use anyhow::{bail, Result};
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = sh::root();
+    std::env::set_current_dir(&root)?;
+    match args.first().map(String::as_str) {
+        Some("test") => test(&args[1..]),
+        Some("demo") => demo(&args[1..]),
+        Some("bench") => bench::run(&args[1..]),
+        _ => {
+            eprintln!("usage: cargo xtask test | demo | bench [--quick]");
+            bail!("unknown command")
+        }
+    }
+}
+
+/// Debian packages the tests need.
+const TEST_PACKAGES: &[&str] = &["build-essential", "pkg-config", "libssl-dev", "postgresql", "jq"];
+
+fn test(args: &[String]) -> Result<()> {
+    let quick = args.iter().any(|a| a == "--no-lint");
+    sh::apt_install(TEST_PACKAGES)?;
+    if !quick {
+        sh::run("cargo", &["fmt", "--all", "--check"], &[])?;
+        sh::run("cargo", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"], &[])?;
+    }
+    let pg = pg::Postgres::start()?;
+    let url = pg.url();
+    eprintln!("xtask: PostgreSQL ready at {url}");
+    let env = [("KUNJUNG_TEST_POSTGRES", url.as_str()), ("KUNJUNG_REQUIRE_POSTGRES", "1")];
+    let r = sh::run("cargo", &["test", "--workspace", "--no-fail-fast"], &env);
+    drop(pg);
+    r?;
+    eprintln!("xtask: all tests passed");
+    Ok(())
+}
+
+fn demo(args: &[String]) -> Result<()> {
+    let households: usize = args
+        .iter()
+        .position(|a| a == "--households")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(400);
+    sh::apt_install(&["build-essential", "pkg-config", "libssl-dev", "jq"])?;
+    sh::run("cargo", &["build", "--release", "-p", "kunjung-client"], &[])?;
+    let dir = sh::root().join("target/demo/kader");
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    let bin = sh::root().join("target/release/kunjung");
+    let data = dir.to_string_lossy().to_string();
+    let b = bin.to_string_lossy().to_string();
+    sh::run(&b, &["--data", &data, "init", "--user", "kader-demo"], &[])?;
+    sh::run(&b, &["--data", &data, "demo-seed", "--households", &households.to_string()], &[])?;
+    sh::run(&b, &["--data", &data, "store", "info"], &[])?;
+    println!("\nDemo store: {data}\nTry:\n  {b} --data {data} household list --area 32.14.01.2001 --limit 5\n  {b} --data {data} search siti\n  {b} --data {data} referral list --status open");
+    Ok(())
+}

@@ -110,6 +110,15 @@ enum Cmd {
     Store(StoreCmd),
     #[command(subcommand)]
     Bundle(BundleCmd),
+    /// Test hook for the crash tests: writes visits, members and edits in a loop and prints
+    /// each one after it is committed ("acknowledged").
+    #[command(hide = true)]
+    DebugWriteLoop {
+        #[arg(long)]
+        household: Uuid,
+        #[arg(long, default_value_t = 1_000_000)]
+        count: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -653,6 +662,43 @@ fn run(cli: Cli) -> Res {
             let b = s.export_bundle(household)?;
             std::fs::write(&out, &b)?;
             Ok(json!({"out": out, "bytes": b.len()}))
+        }
+        Cmd::DebugWriteLoop { household, count } => {
+            use std::io::Write;
+            let mut s = open(&data)?;
+            let mut out = std::io::stdout().lock();
+            let mut member: Option<Uuid> = None;
+            for i in 0..count {
+                let line = match (i % 10, member) {
+                    (0, _) | (_, None) => {
+                        let m = NewMember {
+                            name: format!("Anggota {i}"),
+                            sex: Sex::F,
+                            birth_date: NaiveDate::from_ymd_opt(1990, 1, 1).unwrap_or_default(),
+                            birth_date_estimated: false,
+                            nik: Some(format!("{:016}", 3214014101900000u64 + i as u64)),
+                            kk: None,
+                            relation: Some(Relation::Other),
+                            mother_id: None,
+                            jkn: None,
+                        };
+                        let id = s.add_member(household, &m)?.id;
+                        member = Some(id);
+                        format!("member {id}")
+                    }
+                    (5, Some(m)) => {
+                        s.edit(household, &[FieldEdit { path: format!("members/{m}/name"), value: Some(AnswerValue::Text(format!("Ubah {i}"))) }], "member.edit")?;
+                        format!("edit {m} Ubah {i}")
+                    }
+                    (_, Some(m)) => {
+                        let v = NewVisit { member_id: m, date: NaiveDate::from_ymd_opt(2026, 1, 1).unwrap_or_default(), weight_kg: Some(50.0 + i as f64 / 100.0), ..Default::default() };
+                        format!("visit {}", s.add_visit(&v)?.id)
+                    }
+                };
+                writeln!(out, "{line}")?;
+                out.flush()?;
+            }
+            Ok(json!({"written": count}))
         }
         Cmd::Bundle(BundleCmd::Import { file }) => {
             let mut s = open(&data)?;

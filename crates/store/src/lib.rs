@@ -24,6 +24,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 pub use crypto::KdfParams;
+/// The SQLite connection type (for tools such as the benchmarks).
+pub use rusqlite::Connection as RawConnection;
 pub use query::{HouseholdRow, ListFilter, ReferralRow, SearchHit, VisitRow};
 
 /// File names inside the data directory.
