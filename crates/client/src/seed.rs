@@ -363,7 +363,7 @@ pub fn household(opts: &SeedOptions, i: usize) -> kunjung_core::error::Result<Ho
         }
         if planned.len() > target {
             // Keep the most recent ones.
-            planned.sort_by(|a, b| b.0.cmp(&a.0));
+            planned.sort_by_key(|p| std::cmp::Reverse(p.0));
             planned.truncate(target);
         }
         planned.sort_by_key(|p| (p.0, p.1));

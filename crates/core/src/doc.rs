@@ -1219,7 +1219,7 @@ impl HouseholdDoc {
                 created_at: f.get("created_at").i64().unwrap_or(0),
             });
         }
-        visits.sort_by(|a, b| (a.date, a.id).cmp(&(b.date, b.id)));
+        visits.sort_by_key(|v| (v.date, v.id));
 
         let mut referrals = Vec::new();
         for (key, v) in fields(d, &self.root_map("referrals")?).0 {
@@ -1892,7 +1892,7 @@ mod apply_tests {
         bytes[n - 3] ^= 0x55;
         assert!(b.apply_changes(&[bytes]).is_err());
         assert!(b.read().unwrap().members.is_empty());
-        let new = b.apply_changes(&[good.clone()]).unwrap();
+        let new = b.apply_changes(std::slice::from_ref(&good)).unwrap();
         assert_eq!(new, vec![c.hash()]);
         // Idempotent.
         assert!(b.apply_changes(&[good]).unwrap().is_empty());
