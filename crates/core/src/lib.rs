@@ -12,6 +12,7 @@ pub mod growth;
 pub mod ids;
 pub mod lifestage;
 pub mod model;
+pub mod schedule;
 
 pub use doc::{ChangeInfo, CommitMeta, Conflict, ConflictValue, FieldEdit, HouseholdDoc};
 pub use error::CoreError;
