@@ -1,0 +1,1 @@
+//! The Kunjung sync server (SPEC §4, §6).

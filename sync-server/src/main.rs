@@ -1,0 +1,2 @@
+//! `kunjung-server`: the sync server's command line.
+fn main() {}
