@@ -87,8 +87,10 @@ fn encrypted_copy(src: &Path, dst: &Path, pin: &str) -> Result<()> {
     let kdf = kunjung_store::KdfParams::new_random();
     let key = kdf.derive(pin)?;
     let conn = rusqlite_conn(src)?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     conn.execute_batch(&format!(
-        "ATTACH DATABASE '{}' AS enc KEY \"x'{}'\"; SELECT sqlcipher_export('enc'); DETACH DATABASE enc;",
+        "ATTACH DATABASE '{}' AS enc KEY \"x'{}'\"; SELECT sqlcipher_export('enc');
+         PRAGMA enc.user_version = {version}; DETACH DATABASE enc;",
         dst.join(kunjung_store::DB_FILE).display(),
         hex_encode(&key)
     ))?;

@@ -93,6 +93,17 @@ enum Cmd {
     },
     /// WHO growth z-scores and Permenkes 2/2020 categories.
     Growth(GrowthArgs),
+    /// Due, overdue and done services (ANC, KN/KF, immunisation, vitamin A, weighing, …).
+    Tasks {
+        /// The day to compute for (default today).
+        #[arg(long)]
+        on: Option<NaiveDate>,
+        #[arg(long)]
+        area: Option<String>,
+        /// Only due and overdue tasks.
+        #[arg(long)]
+        open: bool,
+    },
     /// Deterministic realistic demo data.
     DemoSeed {
         #[arg(long)]
@@ -158,6 +169,9 @@ enum HouseholdCmd {
         stage: Option<String>,
         #[arg(long)]
         conflicts: bool,
+        /// Only households with due or overdue tasks.
+        #[arg(long)]
+        due: bool,
         #[arg(long, default_value_t = 1000)]
         limit: usize,
         #[arg(long, default_value_t = 0)]
@@ -587,6 +601,18 @@ fn run(cli: Cli) -> Res {
             let r = kunjung_core::growth::compute(&input).map_err(|e| Failure(e.to_string()))?;
             Ok(to_json(&r))
         }
+        Cmd::Tasks {
+            on,
+            area,
+            open: only_open,
+        } => {
+            let mut s = open(&data)?;
+            let mut tasks = s.tasks(on, area.as_deref())?;
+            if only_open {
+                tasks.retain(|t| t.status != "done");
+            }
+            Ok(to_json(&tasks))
+        }
         Cmd::DemoSeed {
             households,
             seed,
@@ -741,9 +767,13 @@ fn household(data: &std::path::Path, c: HouseholdCmd) -> Res {
             posyandu,
             stage,
             conflicts,
+            due,
             limit,
             offset,
         } => {
+            if due {
+                s.refresh_tasks()?;
+            }
             let f = ListFilter {
                 area,
                 dusun,
@@ -752,6 +782,7 @@ fn household(data: &std::path::Path, c: HouseholdCmd) -> Res {
                 posyandu_id: posyandu,
                 stage,
                 has_conflicts: conflicts,
+                has_due_tasks: due,
                 limit: Some(limit),
                 offset: Some(offset),
             };

@@ -14,6 +14,7 @@ pub mod lifestage;
 pub mod model;
 pub mod schedule;
 
+pub use checklist::AnswerValue;
 pub use doc::{ChangeInfo, CommitMeta, Conflict, ConflictValue, FieldEdit, HouseholdDoc};
 pub use error::CoreError;
 pub use model::*;

@@ -10,6 +10,7 @@ mod crypto;
 mod project;
 mod query;
 mod schema;
+mod tasks;
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -26,6 +27,7 @@ use uuid::Uuid;
 pub use crypto::KdfParams;
 /// The SQLite connection type (for tools such as the benchmarks).
 pub use rusqlite::Connection as RawConnection;
+pub use tasks::TaskRow;
 pub use query::{HouseholdRow, ListFilter, ReferralRow, SearchHit, VisitRow};
 
 /// File names inside the data directory.
@@ -313,6 +315,10 @@ impl Store {
 
     pub fn connection(&self) -> &Connection {
         &self.conn
+    }
+
+    pub(crate) fn conn_mut(&mut self) -> &mut Connection {
+        &mut self.conn
     }
 
     fn commit_meta(&self) -> CommitMeta {
@@ -932,8 +938,9 @@ impl Store {
         }
         for id in self.household_ids()? {
             let doc = self.load_doc_from_db(id)?;
-            let want = project::expected_rows(&doc)?;
             let have = project::current_rows(&self.conn, id)?;
+            let on = have.household.tasks_on.parse().unwrap_or_else(|_| project::today());
+            let want = project::expected_rows(&doc, &project::schedule_config(&self.conn)?, on)?;
             if want != have {
                 problems.push(format!("household {id}: projection differs from document"));
             }

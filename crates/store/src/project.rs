@@ -4,6 +4,7 @@
 //! inside the caller's transaction. `current_rows` reads them back, so the crash tests can
 //! check that projections and documents never drift apart.
 
+use kunjung_core::schedule::ScheduleConfig;
 use kunjung_core::{HouseholdDoc, HouseholdView, ReferralStatus};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use uuid::Uuid;
@@ -36,6 +37,8 @@ pub struct HouseholdRowData {
     pub last_visit: Option<String>,
     pub open_referrals: i64,
     pub conflict_count: i64,
+    pub tasks_on: String,
+    pub due_tasks: i64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -89,8 +92,21 @@ pub struct ReferralRowData {
 }
 
 #[derive(Debug, Clone, PartialEq)]
+pub struct TaskRowData {
+    pub member_id: String,
+    pub service: String,
+    pub label_id: String,
+    pub label_en: String,
+    pub due_from: String,
+    pub due_until: String,
+    pub status: String,
+    pub done_on: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
 pub struct Rows {
     pub household: HouseholdRowData,
+    pub tasks: Vec<TaskRowData>,
     pub members: Vec<MemberRowData>,
     pub visits: Vec<VisitRowData>,
     pub referrals: Vec<ReferralRowData>,
@@ -101,8 +117,27 @@ fn d(x: Option<chrono::NaiveDate>) -> Option<String> {
     x.map(|d| d.format("%Y-%m-%d").to_string())
 }
 
-fn rows_from(view: &HouseholdView, conflicts: Option<Vec<(String, String)>>) -> Rows {
+/// The date tasks are computed for: today on this device.
+pub fn today() -> chrono::NaiveDate {
+    chrono::Local::now().date_naive()
+}
+
+fn rows_from(view: &HouseholdView, conflicts: Option<Vec<(String, String)>>, cfg: &ScheduleConfig, on: chrono::NaiveDate) -> Rows {
     let h = &view.household;
+    let tasks: Vec<TaskRowData> = kunjung_core::schedule::tasks_for_household(view, on, cfg)
+        .into_iter()
+        .map(|t| TaskRowData {
+            member_id: t.member_id.to_string(),
+            service: t.service,
+            label_id: t.label_id,
+            label_en: t.label_en,
+            due_from: t.due_from.format("%Y-%m-%d").to_string(),
+            due_until: t.due_until.format("%Y-%m-%d").to_string(),
+            status: t.status.code().to_string(),
+            done_on: d(t.done_on),
+        })
+        .collect();
+    let due_tasks = tasks.iter().filter(|t| t.status != "done").count() as i64;
     let members: Vec<MemberRowData> = view
         .members
         .iter()
@@ -202,7 +237,10 @@ fn rows_from(view: &HouseholdView, conflicts: Option<Vec<(String, String)>>) -> 
                 .filter(|r| r.status != ReferralStatus::Closed)
                 .count() as i64,
             conflict_count: conflicts.len() as i64,
+            tasks_on: on.format("%Y-%m-%d").to_string(),
+            due_tasks,
         },
+        tasks,
         members,
         visits,
         referrals,
@@ -223,8 +261,8 @@ fn conflict_rows(doc: &HouseholdDoc) -> Vec<(String, String)> {
 }
 
 /// The rows a document should have (conflicts included).
-pub fn expected_rows(doc: &HouseholdDoc) -> Result<Rows> {
-    let mut rows = rows_from(&doc.read()?, Some(conflict_rows(doc)));
+pub fn expected_rows(doc: &HouseholdDoc, cfg: &ScheduleConfig, on: chrono::NaiveDate) -> Result<Rows> {
+    let mut rows = rows_from(&doc.read()?, Some(conflict_rows(doc)), cfg, on);
     normalize(&mut rows);
     Ok(rows)
 }
@@ -266,6 +304,7 @@ pub fn delete(tx: &Transaction<'_>, id: Uuid) -> Result<()> {
         "DELETE FROM visits WHERE household_id = ?1",
         "DELETE FROM referrals WHERE household_id = ?1",
         "DELETE FROM conflicts WHERE household_id = ?1",
+        "DELETE FROM tasks WHERE household_id = ?1",
         "DELETE FROM households WHERE id = ?1",
     ] {
         tx.prepare_cached(sql)?.execute([&ids])?;
@@ -276,9 +315,18 @@ pub fn delete(tx: &Transaction<'_>, id: Uuid) -> Result<()> {
 pub fn clear_all(tx: &Transaction<'_>) -> Result<()> {
     tx.execute_batch(
         "DELETE FROM search; DELETE FROM members; DELETE FROM visits; DELETE FROM referrals;
-         DELETE FROM conflicts; DELETE FROM households;",
+         DELETE FROM conflicts; DELETE FROM tasks; DELETE FROM households;",
     )?;
     Ok(())
+}
+
+/// The schedule settings of this device (meta `schedule_config`, JSON; defaults when unset).
+pub fn schedule_config(conn: &Connection) -> Result<ScheduleConfig> {
+    let v: Option<String> = conn
+        .prepare_cached("SELECT value FROM meta WHERE key = 'schedule_config'")?
+        .query_row([], |r| r.get(0))
+        .optional()?;
+    Ok(v.and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default())
 }
 
 /// Writes a household's projections (inside the caller's transaction).
@@ -289,7 +337,8 @@ pub fn apply(tx: &Transaction<'_>, id: Uuid, doc: &HouseholdDoc, mode: Mode<'_>)
         _ => None,
     };
     let keep_conflicts = conflicts.is_none();
-    let rows = rows_from(&view, conflicts);
+    let cfg = schedule_config(tx)?;
+    let rows = rows_from(&view, conflicts, &cfg, today());
     write_rows(tx, id, &rows, keep_conflicts)
 }
 
@@ -315,13 +364,13 @@ fn write_rows(tx: &Transaction<'_>, id: Uuid, rows: &Rows, keep_conflicts: bool)
     };
     tx.prepare_cached(
         "INSERT INTO households(id, area_code, dusun, rt, rw, posyandu_id, address, status, head_name,
-            member_count, visit_count, last_visit, open_referrals, conflict_count, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+            member_count, visit_count, last_visit, open_referrals, conflict_count, updated_at, tasks_on, due_tasks)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
     )?
     .execute(params![
         ids, h.area_code, h.dusun, h.rt, h.rw, h.posyandu_id, h.address, h.status, h.head_name,
         h.member_count, h.visit_count, h.last_visit, h.open_referrals, conflicts.len() as i64,
-        chrono::Utc::now().timestamp_millis()
+        chrono::Utc::now().timestamp_millis(), h.tasks_on, h.due_tasks
     ])?;
     let hrid = tx.last_insert_rowid();
     let address = search_address(h);
@@ -412,6 +461,26 @@ fn write_rows(tx: &Transaction<'_>, id: Uuid, rows: &Rows, keep_conflicts: bool)
     }
     {
         let mut ins = tx.prepare_cached(
+            "INSERT OR REPLACE INTO tasks(household_id, member_id, service, label_id, label_en, due_from,
+                due_until, status, done_on)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?;
+        for t in &rows.tasks {
+            ins.execute(params![
+                ids,
+                t.member_id,
+                t.service,
+                t.label_id,
+                t.label_en,
+                t.due_from,
+                t.due_until,
+                t.status,
+                t.done_on
+            ])?;
+        }
+    }
+    {
+        let mut ins = tx.prepare_cached(
             "INSERT INTO conflicts(household_id, path, \"values\") VALUES (?1, ?2, ?3)",
         )?;
         for (p, v) in conflicts {
@@ -426,7 +495,7 @@ pub fn current_rows(conn: &Connection, id: Uuid) -> Result<Rows> {
     let ids = id.to_string();
     let household = conn.query_row(
         "SELECT area_code, dusun, rt, rw, posyandu_id, address, status, head_name, member_count, visit_count,
-                last_visit, open_referrals, conflict_count FROM households WHERE id = ?1",
+                last_visit, open_referrals, conflict_count, tasks_on, due_tasks FROM households WHERE id = ?1",
         [&ids],
         |r| {
             Ok(HouseholdRowData {
@@ -443,9 +512,29 @@ pub fn current_rows(conn: &Connection, id: Uuid) -> Result<Rows> {
                 last_visit: r.get(10)?,
                 open_referrals: r.get(11)?,
                 conflict_count: r.get(12)?,
+                tasks_on: r.get::<_, Option<String>>(13)?.unwrap_or_default(),
+                due_tasks: r.get(14)?,
             })
         },
     )?;
+    let mut stmt = conn.prepare(
+        "SELECT member_id, service, label_id, label_en, due_from, due_until, status, done_on
+         FROM tasks WHERE household_id = ?1",
+    )?;
+    let tasks = stmt
+        .query_map([&ids], |r| {
+            Ok(TaskRowData {
+                member_id: r.get(0)?,
+                service: r.get(1)?,
+                label_id: r.get(2)?,
+                label_en: r.get(3)?,
+                due_from: r.get(4)?,
+                due_until: r.get(5)?,
+                status: r.get(6)?,
+                done_on: r.get(7)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut stmt = conn.prepare(
         "SELECT id, name, nik, sex, birth_date, relation, mother_id, death_date, moved_out_date, voided,
                 pregnant_from, pregnant_until, last_delivery FROM members WHERE household_id = ?1 ORDER BY id",
@@ -521,6 +610,7 @@ pub fn current_rows(conn: &Connection, id: Uuid) -> Result<Rows> {
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut rows = Rows {
         household,
+        tasks,
         members,
         visits,
         referrals,
@@ -532,6 +622,7 @@ pub fn current_rows(conn: &Connection, id: Uuid) -> Result<Rows> {
 
 /// Sorts rows so that two `Rows` compare equal when they hold the same data.
 pub fn normalize(rows: &mut Rows) {
+    rows.tasks.sort_by(|a, b| (&a.member_id, &a.service).cmp(&(&b.member_id, &b.service)));
     rows.members.sort_by(|a, b| a.id.cmp(&b.id));
     rows.visits
         .sort_by(|a, b| (&a.date, &a.id).cmp(&(&b.date, &b.id)));

@@ -18,6 +18,9 @@ pub struct ListFilter {
     pub stage: Option<String>,
     /// Only households with conflicts to resolve.
     pub has_conflicts: bool,
+    /// Only households with a due or overdue task (as of the last task refresh).
+    #[serde(default)]
+    pub has_due_tasks: bool,
     pub limit: Option<usize>,
     pub offset: Option<usize>,
 }
@@ -182,6 +185,9 @@ impl Store {
         }
         if f.has_conflicts {
             conds.push("h.conflict_count > 0".into());
+        }
+        if f.has_due_tasks {
+            conds.push("h.due_tasks > 0".into());
         }
         let where_ = if conds.is_empty() {
             String::new()

@@ -123,6 +123,25 @@ const MIGRATIONS: &[&str] = &[
         prefix = '2 3'
     );
     "#,
+    // 2: due/overdue/done services per member (schedule engine), computed for `computed_on`.
+    r#"
+    CREATE TABLE tasks(
+        household_id TEXT NOT NULL,
+        member_id TEXT NOT NULL,
+        service TEXT NOT NULL,
+        label_id TEXT NOT NULL,
+        label_en TEXT NOT NULL,
+        due_from TEXT NOT NULL,
+        due_until TEXT NOT NULL,
+        status TEXT NOT NULL,
+        done_on TEXT,
+        PRIMARY KEY(member_id, service)
+    ) WITHOUT ROWID;
+    CREATE INDEX tasks_household ON tasks(household_id);
+    CREATE INDEX tasks_status ON tasks(status, due_until);
+    ALTER TABLE households ADD COLUMN tasks_on TEXT;
+    ALTER TABLE households ADD COLUMN due_tasks INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 pub const LATEST: i64 = MIGRATIONS.len() as i64;
