@@ -12,14 +12,13 @@ use uuid::Uuid;
 use crate::Result;
 
 #[derive(Debug, Clone, Copy)]
-pub enum Mode<'a> {
+pub enum Mode {
     /// Re-project everything of the household; `conflicts` rescans for conflicts (needed
     /// after merges, or when the household had conflicts that an edit may resolve).
     Full { conflicts: bool },
-    /// A visit was just added locally: no conflict can have appeared.
-    VisitAdded,
-    #[allow(dead_code)]
-    Other(&'a ()),
+    /// A visit (and maybe its referral) was just added locally: insert those rows, update
+    /// the household's counters and tasks; nothing else can have changed.
+    VisitAdded { visit: Uuid, referral: Option<Uuid> },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -122,7 +121,12 @@ pub fn today() -> chrono::NaiveDate {
     chrono::Local::now().date_naive()
 }
 
-fn rows_from(view: &HouseholdView, conflicts: Option<Vec<(String, String)>>, cfg: &ScheduleConfig, on: chrono::NaiveDate) -> Rows {
+fn rows_from(
+    view: &HouseholdView,
+    conflicts: Option<Vec<(String, String)>>,
+    cfg: &ScheduleConfig,
+    on: chrono::NaiveDate,
+) -> Rows {
     let h = &view.household;
     let tasks: Vec<TaskRowData> = kunjung_core::schedule::tasks_for_household(view, on, cfg)
         .into_iter()
@@ -261,7 +265,11 @@ fn conflict_rows(doc: &HouseholdDoc) -> Vec<(String, String)> {
 }
 
 /// The rows a document should have (conflicts included).
-pub fn expected_rows(doc: &HouseholdDoc, cfg: &ScheduleConfig, on: chrono::NaiveDate) -> Result<Rows> {
+pub fn expected_rows(
+    doc: &HouseholdDoc,
+    cfg: &ScheduleConfig,
+    on: chrono::NaiveDate,
+) -> Result<Rows> {
     let mut rows = rows_from(&doc.read()?, Some(conflict_rows(doc)), cfg, on);
     normalize(&mut rows);
     Ok(rows)
@@ -326,20 +334,133 @@ pub fn schedule_config(conn: &Connection) -> Result<ScheduleConfig> {
         .prepare_cached("SELECT value FROM meta WHERE key = 'schedule_config'")?
         .query_row([], |r| r.get(0))
         .optional()?;
-    Ok(v.and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default())
+    Ok(v.and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or_default())
 }
 
 /// Writes a household's projections (inside the caller's transaction).
-pub fn apply(tx: &Transaction<'_>, id: Uuid, doc: &HouseholdDoc, mode: Mode<'_>) -> Result<()> {
+pub fn apply(tx: &Transaction<'_>, id: Uuid, doc: &HouseholdDoc, mode: Mode) -> Result<()> {
     let view = doc.read()?;
-    let conflicts = match mode {
-        Mode::Full { conflicts: true } => Some(conflict_rows(doc)),
-        _ => None,
-    };
-    let keep_conflicts = conflicts.is_none();
     let cfg = schedule_config(tx)?;
-    let rows = rows_from(&view, conflicts, &cfg, today());
-    write_rows(tx, id, &rows, keep_conflicts)
+    match mode {
+        Mode::VisitAdded { visit, referral } => {
+            let rows = rows_from(&view, None, &cfg, today());
+            visit_added(tx, id, &rows, visit, referral)
+        }
+        Mode::Full { conflicts } => {
+            let conflicts = conflicts.then(|| conflict_rows(doc));
+            let keep_conflicts = conflicts.is_none();
+            let rows = rows_from(&view, conflicts, &cfg, today());
+            write_rows(tx, id, &rows, keep_conflicts)
+        }
+    }
+}
+
+/// The fast path of `apply` for a new visit: the same rows as a full projection, written
+/// without rewriting the household's members, visits and search entries.
+fn visit_added(
+    tx: &Transaction<'_>,
+    id: Uuid,
+    rows: &Rows,
+    visit: Uuid,
+    referral: Option<Uuid>,
+) -> Result<()> {
+    let ids = id.to_string();
+    let (vid, rid) = (visit.to_string(), referral.map(|r| r.to_string()));
+    if let Some(v) = rows.visits.iter().find(|v| v.id == vid) {
+        insert_visit(tx, &ids, v)?;
+    }
+    if let Some(r) = rows.referrals.iter().find(|r| Some(&r.id) == rid.as_ref()) {
+        insert_referral(tx, &ids, r)?;
+    }
+    let h = &rows.household;
+    tx.prepare_cached(
+        "UPDATE households SET visit_count = ?2, last_visit = ?3, open_referrals = ?4, tasks_on = ?5, due_tasks = ?6,
+            updated_at = ?7 WHERE id = ?1",
+    )?
+    .execute(params![
+        ids,
+        h.visit_count,
+        h.last_visit,
+        h.open_referrals,
+        h.tasks_on,
+        h.due_tasks,
+        chrono::Utc::now().timestamp_millis()
+    ])?;
+    tx.prepare_cached("DELETE FROM tasks WHERE household_id = ?1")?
+        .execute([&ids])?;
+    insert_tasks(tx, &ids, &rows.tasks)
+}
+
+fn insert_visit(tx: &Transaction<'_>, ids: &str, v: &VisitRowData) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO visits(id, household_id, member_id, date, stage, cadre, weight_kg, height_cm, measured,
+            muac_cm, danger_signs, referred, reported, reviewed, voided, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+    )?
+    .execute(params![
+        v.id,
+        ids,
+        v.member_id,
+        v.date,
+        v.stage,
+        v.cadre,
+        v.weight_kg,
+        v.height_cm,
+        v.measured,
+        v.muac_cm,
+        v.danger_signs,
+        v.referred,
+        v.reported,
+        v.reviewed,
+        v.voided,
+        v.created_at
+    ])?;
+    Ok(())
+}
+
+fn insert_referral(tx: &Transaction<'_>, ids: &str, r: &ReferralRowData) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO referrals(id, household_id, visit_id, member_id, reason, status, created_at, created_by,
+            updated_at, outcome, feedback)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?
+    .execute(params![
+        r.id,
+        ids,
+        r.visit_id,
+        r.member_id,
+        r.reason,
+        r.status,
+        r.created_at,
+        r.created_by,
+        r.updated_at,
+        r.outcome,
+        r.feedback
+    ])?;
+    Ok(())
+}
+
+fn insert_tasks(tx: &Transaction<'_>, ids: &str, tasks: &[TaskRowData]) -> Result<()> {
+    let mut ins = tx.prepare_cached(
+        "INSERT OR REPLACE INTO tasks(household_id, member_id, service, label_id, label_en, due_from,
+            due_until, status, done_on)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?;
+    for t in tasks {
+        ins.execute(params![
+            ids,
+            t.member_id,
+            t.service,
+            t.label_id,
+            t.label_en,
+            t.due_from,
+            t.due_until,
+            t.status,
+            t.done_on
+        ])?;
+    }
+    Ok(())
 }
 
 fn write_rows(tx: &Transaction<'_>, id: Uuid, rows: &Rows, keep_conflicts: bool) -> Result<()> {
@@ -410,75 +531,13 @@ fn write_rows(tx: &Transaction<'_>, id: Uuid, rows: &Rows, keep_conflicts: bool)
             }
         }
     }
-    {
-        let mut ins = tx.prepare_cached(
-            "INSERT INTO visits(id, household_id, member_id, date, stage, cadre, weight_kg, height_cm, measured,
-                muac_cm, danger_signs, referred, reported, reviewed, voided, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
-        )?;
-        for v in &rows.visits {
-            ins.execute(params![
-                v.id,
-                ids,
-                v.member_id,
-                v.date,
-                v.stage,
-                v.cadre,
-                v.weight_kg,
-                v.height_cm,
-                v.measured,
-                v.muac_cm,
-                v.danger_signs,
-                v.referred,
-                v.reported,
-                v.reviewed,
-                v.voided,
-                v.created_at
-            ])?;
-        }
+    for v in &rows.visits {
+        insert_visit(tx, &ids, v)?;
     }
-    {
-        let mut ins = tx.prepare_cached(
-            "INSERT INTO referrals(id, household_id, visit_id, member_id, reason, status, created_at, created_by,
-                updated_at, outcome, feedback)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-        )?;
-        for r in &rows.referrals {
-            ins.execute(params![
-                r.id,
-                ids,
-                r.visit_id,
-                r.member_id,
-                r.reason,
-                r.status,
-                r.created_at,
-                r.created_by,
-                r.updated_at,
-                r.outcome,
-                r.feedback
-            ])?;
-        }
+    for r in &rows.referrals {
+        insert_referral(tx, &ids, r)?;
     }
-    {
-        let mut ins = tx.prepare_cached(
-            "INSERT OR REPLACE INTO tasks(household_id, member_id, service, label_id, label_en, due_from,
-                due_until, status, done_on)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        )?;
-        for t in &rows.tasks {
-            ins.execute(params![
-                ids,
-                t.member_id,
-                t.service,
-                t.label_id,
-                t.label_en,
-                t.due_from,
-                t.due_until,
-                t.status,
-                t.done_on
-            ])?;
-        }
-    }
+    insert_tasks(tx, &ids, &rows.tasks)?;
     {
         let mut ins = tx.prepare_cached(
             "INSERT INTO conflicts(household_id, path, \"values\") VALUES (?1, ?2, ?3)",
@@ -622,7 +681,8 @@ pub fn current_rows(conn: &Connection, id: Uuid) -> Result<Rows> {
 
 /// Sorts rows so that two `Rows` compare equal when they hold the same data.
 pub fn normalize(rows: &mut Rows) {
-    rows.tasks.sort_by(|a, b| (&a.member_id, &a.service).cmp(&(&b.member_id, &b.service)));
+    rows.tasks
+        .sort_by(|a, b| (&a.member_id, &a.service).cmp(&(&b.member_id, &b.service)));
     rows.members.sort_by(|a, b| a.id.cmp(&b.id));
     rows.visits
         .sort_by(|a, b| (&a.date, &a.id).cmp(&(&b.date, &b.id)));
