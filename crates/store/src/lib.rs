@@ -9,7 +9,6 @@
 mod crypto;
 mod project;
 mod query;
-mod report;
 mod schema;
 mod tasks;
 
