@@ -1,2 +1,172 @@
-//! `kunjung-server`: the sync server's command line.
-fn main() {}
+//! `kunjung-server`: the sync server and its administration commands.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use kunjung_protocol::Role;
+use kunjung_sync_server::{admin, auth, http, Db};
+
+#[derive(Parser)]
+#[command(
+    name = "kunjung-server",
+    version,
+    about = "Server sinkronisasi Kunjung (Kunjung sync server)"
+)]
+struct Cli {
+    /// Database: sqlite:PATH or postgres://user@host/db (optionally ?schema=NAME).
+    #[arg(
+        long,
+        global = true,
+        env = "KUNJUNG_DB",
+        default_value = "sqlite:kunjung-server.db"
+    )]
+    db: String,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve the HTTP API; prints `listening on http://ADDR` once bound (port 0 picks one).
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+    },
+    #[command(subcommand)]
+    User(UserCmd),
+    #[command(subcommand)]
+    Area(AreaCmd),
+    /// Write a backup of the whole database to a file.
+    Backup {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Restore a backup into an empty database (SQLite or PostgreSQL).
+    Restore {
+        #[arg(long = "from")]
+        from: PathBuf,
+    },
+    /// Fold pending changes into the stored household snapshots.
+    Compact,
+}
+
+#[derive(Subcommand)]
+enum UserCmd {
+    /// Create an account; the password is read from KUNJUNG_PASSWORD.
+    Add {
+        #[arg(long)]
+        username: String,
+        #[arg(long, value_parser = ["kader", "bidan", "puskesmas", "admin"])]
+        role: String,
+        /// Posyandu id(s) of a kader.
+        #[arg(long)]
+        posyandu: Vec<String>,
+        /// Area code prefix(es) of a bidan or puskesmas (e.g. 32.14.01.2001 or 32.14.01).
+        #[arg(long)]
+        area: Vec<String>,
+    },
+    /// Disable an account; its tokens stop working at once.
+    Disable {
+        #[arg(long)]
+        username: String,
+    },
+    /// Enable a disabled account again.
+    Enable {
+        #[arg(long)]
+        username: String,
+    },
+    /// Set a new password (from KUNJUNG_PASSWORD) and revoke the account's tokens.
+    ResetPassword {
+        #[arg(long)]
+        username: String,
+    },
+    /// List accounts as JSON.
+    List,
+}
+
+#[derive(Subcommand)]
+enum AreaCmd {
+    /// Import Kemendagri wilayah codes from a CSV file (`code,name` per line).
+    Import { file: PathBuf },
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let db = Db::open(&cli.db)
+        .with_context(|| format!("membuka basis data (opening database) {}", cli.db))?;
+    match cli.cmd {
+        Cmd::Serve { listen } => {
+            tracing_subscriber::fmt()
+                .with_writer(std::io::stderr)
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| "info".into()),
+                )
+                .init();
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(http::serve(http::AppState::new(db), &listen))?;
+        }
+        Cmd::User(u) => match u {
+            UserCmd::Add {
+                username,
+                role,
+                posyandu,
+                area,
+            } => {
+                let role = Role::parse(&role).context("role")?;
+                let pw = admin::password_from_env()?;
+                db.tx(true, |t| {
+                    auth::add_user(t, &username, role, &posyandu, &area, &pw)
+                })?;
+                println!("{}", serde_json::json!({"created": username, "role": role}));
+            }
+            UserCmd::Disable { username } => {
+                db.tx(true, |t| auth::set_disabled(t, &username, true))?;
+                println!("{}", serde_json::json!({"disabled": username}));
+            }
+            UserCmd::Enable { username } => {
+                db.tx(true, |t| auth::set_disabled(t, &username, false))?;
+                println!("{}", serde_json::json!({"enabled": username}));
+            }
+            UserCmd::ResetPassword { username } => {
+                let pw = admin::password_from_env()?;
+                db.tx(true, |t| auth::reset_password(t, &username, &pw))?;
+                println!("{}", serde_json::json!({"password_reset": username}));
+            }
+            UserCmd::List => {
+                let a = db.tx(false, auth::list_accounts)?;
+                println!("{}", serde_json::to_string_pretty(&a)?);
+            }
+        },
+        Cmd::Area(AreaCmd::Import { file }) => {
+            let (n, skipped) = admin::import_areas(&db, &file)?;
+            println!("{}", serde_json::json!({"imported": n, "skipped": skipped}));
+        }
+        Cmd::Backup { out } => {
+            let n = admin::backup(&db, &out)?;
+            println!("{}", serde_json::json!({"rows": n, "out": out}));
+        }
+        Cmd::Restore { from } => {
+            let n = admin::restore(&db, &from)?;
+            println!("{}", serde_json::json!({"rows": n}));
+        }
+        Cmd::Compact => {
+            let n = admin::compact(&db)?;
+            println!("{}", serde_json::json!({"compacted": n}));
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kesalahan (error): {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -15,6 +15,8 @@
 
 use std::io::Read;
 
+pub use serde_bytes::ByteBuf;
+
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -299,8 +301,8 @@ pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, ProtocolError> {
 
 /// Decodes a zstd-compressed CBOR message, refusing to inflate past [`MAX_DECODED_BYTES`].
 pub fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ProtocolError> {
-    let dec = zstd::stream::read::Decoder::new(body)
-        .map_err(|e| ProtocolError::Decode(e.to_string()))?;
+    let dec =
+        zstd::stream::read::Decoder::new(body).map_err(|e| ProtocolError::Decode(e.to_string()))?;
     let mut cbor = Vec::new();
     dec.take(MAX_DECODED_BYTES + 1)
         .read_to_end(&mut cbor)

@@ -37,7 +37,11 @@ fn household() -> (Uuid, HouseholdDoc, Vec<u8>) {
 
 fn samples() -> Vec<(&'static str, Vec<u8>)> {
     let (id, doc, change) = household();
-    let hash = kunjung_core::doc::parse_change(&change).unwrap().hash().0.to_vec();
+    let hash = kunjung_core::doc::parse_change(&change)
+        .unwrap()
+        .hash()
+        .0
+        .to_vec();
     let scope = Scope::for_role(Role::Kader, &["PSY-MAWAR".into()], &[]);
     let req = SyncRequest {
         cursor: Some(Cursor {
@@ -90,7 +94,10 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
     vec![
         ("sync_request_v1.cbor.zst", encode(&req).unwrap()),
         ("sync_response_v1.cbor.zst", encode(&resp).unwrap()),
-        ("login_request_v1.json", serde_json::to_vec_pretty(&login).unwrap()),
+        (
+            "login_request_v1.json",
+            serde_json::to_vec_pretty(&login).unwrap(),
+        ),
         ("error_v1.json", serde_json::to_vec_pretty(&error).unwrap()),
     ]
 }

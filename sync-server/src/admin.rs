@@ -1,0 +1,161 @@
+//! Administration: importing Kemendagri area codes, logical backup and restore (which also
+//! moves a server between SQLite and PostgreSQL), and compaction of stored snapshots.
+
+use std::io::{BufRead, Write};
+use std::path::Path;
+
+use crate::db::{Db, Row, Value, TABLES};
+use crate::error::ServerError;
+
+const BACKUP_MAGIC: &str = "kunjung-server-backup-1";
+
+/// Imports a wilayah CSV: `code,name` per line (e.g. `32.14.01.2001,Sukamaju`); a header
+/// line and lines whose first field is not an area code are skipped and counted.
+pub fn import_areas(db: &Db, csv: &Path) -> Result<(usize, usize), ServerError> {
+    let f = std::fs::File::open(csv)
+        .map_err(|e| ServerError::BadRequest(format!("{}: {e}", csv.display())))?;
+    let mut rows = Vec::new();
+    let mut skipped = 0;
+    for line in std::io::BufReader::new(f).lines() {
+        let line = line.map_err(|e| ServerError::BadRequest(e.to_string()))?;
+        let line = line.trim_start_matches('\u{feff}');
+        let mut parts = line.splitn(2, [',', ';']);
+        let code = parts.next().unwrap_or_default().trim().trim_matches('"');
+        let name = parts.next().unwrap_or_default().trim().trim_matches('"');
+        match kunjung_core::ids::AreaCode::parse_prefix(code) {
+            Ok(c) if !name.is_empty() => rows.push((c, name.to_string())),
+            _ => skipped += 1,
+        }
+    }
+    let n = rows.len();
+    db.tx(true, |t| {
+        for (code, name) in &rows {
+            t.exec(
+                "INSERT INTO areas(code, name) VALUES ($1, $2) ON CONFLICT (code) DO UPDATE SET name = excluded.name",
+                &[code.as_str().into(), name.as_str().into()],
+            )?;
+        }
+        Ok::<_, ServerError>(())
+    })?;
+    Ok((n, skipped))
+}
+
+/// Writes every table to `out` (zstd-compressed CBOR records). Returns rows written.
+pub fn backup(db: &Db, out: &Path) -> Result<usize, ServerError> {
+    let tmp = out.with_extension("partial");
+    let f = std::fs::File::create(&tmp)
+        .map_err(|e| ServerError::BadRequest(format!("{}: {e}", out.display())))?;
+    let mut z = zstd_writer(f)?;
+    let io = |e: std::io::Error| ServerError::Internal(e.to_string());
+    let mut n = 0;
+    let enc = |w: &mut dyn Write, v: &(String, Row)| {
+        ciborium::into_writer(v, w).map_err(|e| ServerError::Internal(e.to_string()))
+    };
+    enc(&mut z, &(BACKUP_MAGIC.to_string(), Vec::new()))?;
+    // One read transaction: a consistent copy.
+    db.tx(true, |t| {
+        for table in TABLES {
+            for row in t.query(&format!("SELECT * FROM {table}"), &[])? {
+                enc(&mut z, &(table.to_string(), row))?;
+                n += 1;
+            }
+        }
+        Ok::<_, ServerError>(())
+    })?;
+    z.finish().map_err(io)?.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, out).map_err(io)?;
+    Ok(n)
+}
+
+fn zstd_writer(f: std::fs::File) -> Result<zstd::Encoder<'static, std::fs::File>, ServerError> {
+    zstd::Encoder::new(f, 3).map_err(|e| ServerError::Internal(e.to_string()))
+}
+
+/// Restores a backup into an empty database (no users, no changes).
+pub fn restore(db: &Db, from: &Path) -> Result<usize, ServerError> {
+    let f = std::fs::File::open(from)
+        .map_err(|e| ServerError::BadRequest(format!("{}: {e}", from.display())))?;
+    let mut z = std::io::BufReader::new(
+        zstd::Decoder::new(f).map_err(|e| ServerError::BadRequest(e.to_string()))?,
+    );
+    let bad = || ServerError::BadRequest("berkas cadangan rusak (corrupt backup file)".into());
+    let (magic, _): (String, Row) = ciborium::from_reader(&mut z).map_err(|_| bad())?;
+    if magic != BACKUP_MAGIC {
+        return Err(bad());
+    }
+    db.tx(true, |t| {
+        let users = t.query("SELECT count(*) FROM users", &[])?[0][0].int();
+        let changes = t.query("SELECT count(*) FROM changes", &[])?[0][0].int();
+        if users > 0 || changes > 0 {
+            return Err(ServerError::Conflict(
+                "basis data tujuan tidak kosong; pulihkan ke basis data baru (target database is not empty)".into(),
+            ));
+        }
+        t.exec("DELETE FROM meta", &[])?;
+        t.exec("DELETE FROM counters", &[])?;
+        let mut n = 0;
+        loop {
+            if z.fill_buf().map_err(|_| bad())?.is_empty() {
+                break;
+            }
+            let (table, row): (String, Row) = ciborium::from_reader(&mut z).map_err(|_| bad())?;
+            if !TABLES.contains(&table.as_str()) || row.is_empty() {
+                return Err(bad());
+            }
+            let ph: Vec<String> = (1..=row.len()).map(|i| format!("${i}")).collect();
+            t.exec(
+                &format!("INSERT INTO {table} VALUES ({})", ph.join(", ")),
+                &row,
+            )?;
+            n += 1;
+        }
+        Ok(n)
+    })
+}
+
+/// Folds pending changes into every household's stored snapshot.
+pub fn compact(db: &Db) -> Result<usize, ServerError> {
+    db.tx(true, |t| {
+        let ids: Vec<String> = t
+            .query("SELECT id FROM households WHERE pending > 0", &[])?
+            .into_iter()
+            .filter_map(|r| r[0].text().map(String::from))
+            .collect();
+        for id in &ids {
+            let r = t.query(
+                "SELECT snapshot, snapshot_seq FROM households WHERE id = $1",
+                &[id.as_str().into()],
+            )?;
+            let (snap, sseq) = (r[0][0].blob().to_vec(), r[0][1].int());
+            let changes: Vec<Vec<u8>> = t
+                .query(
+                    "SELECT bytes FROM changes WHERE household_id = $1 AND seq > $2 ORDER BY seq",
+                    &[id.as_str().into(), sseq.into()],
+                )?
+                .into_iter()
+                .map(|mut r| std::mem::replace(&mut r[0], Value::Null).into_blob())
+                .collect();
+            let doc = kunjung_core::HouseholdDoc::load_with_changes(
+                &snap,
+                changes.iter().map(|c| c.as_slice()),
+            )
+            .map_err(|e| ServerError::Internal(e.to_string()))?;
+            t.exec(
+                "UPDATE households SET snapshot = $2, snapshot_seq = last_seq, pending = 0 WHERE id = $1",
+                &[id.as_str().into(), doc.automerge().save_nocompress().into()],
+            )?;
+        }
+        Ok(ids.len())
+    })
+}
+
+/// Reads a password from the environment for the command line.
+pub fn password_from_env() -> Result<String, ServerError> {
+    let p = std::env::var("KUNJUNG_PASSWORD").unwrap_or_default();
+    if p.is_empty() {
+        return Err(ServerError::BadRequest(
+            "isi kata sandi lewat KUNJUNG_PASSWORD (set the password in KUNJUNG_PASSWORD)".into(),
+        ));
+    }
+    Ok(p)
+}

@@ -1,0 +1,485 @@
+//! Storage: one small trait, [`Sql`], with exactly two implementations — SQLite (rusqlite,
+//! the embedded default) and PostgreSQL (the `postgres` client). All server logic is
+//! written once over `&mut dyn Sql` in portable SQL (`$1`-style parameters, `ON CONFLICT`,
+//! `RETURNING`), so the same test suite exercises both.
+//!
+//! Sequence numbers: every write transaction that stores changes first updates the single
+//! `counters` row. PostgreSQL holds that row lock until commit, so sequence numbers are
+//! assigned and committed in order and a reader's cursor can never skip a change that
+//! commits late; SQLite has one writer anyway (`BEGIN IMMEDIATE`).
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// A column value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Value {
+    Null,
+    Int(i64),
+    Text(String),
+    Blob(#[serde(with = "serde_bytes")] Vec<u8>),
+}
+
+impl Value {
+    pub fn int(&self) -> i64 {
+        match self {
+            Value::Int(i) => *i,
+            _ => 0,
+        }
+    }
+    pub fn text(&self) -> Option<&str> {
+        match self {
+            Value::Text(s) => Some(s),
+            _ => None,
+        }
+    }
+    pub fn blob(&self) -> &[u8] {
+        match self {
+            Value::Blob(b) => b,
+            _ => &[],
+        }
+    }
+    pub fn into_blob(self) -> Vec<u8> {
+        match self {
+            Value::Blob(b) => b,
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl From<i64> for Value {
+    fn from(v: i64) -> Self {
+        Value::Int(v)
+    }
+}
+impl From<u64> for Value {
+    fn from(v: u64) -> Self {
+        Value::Int(v as i64)
+    }
+}
+impl From<&str> for Value {
+    fn from(v: &str) -> Self {
+        Value::Text(v.to_string())
+    }
+}
+impl From<String> for Value {
+    fn from(v: String) -> Self {
+        Value::Text(v)
+    }
+}
+impl From<&[u8]> for Value {
+    fn from(v: &[u8]) -> Self {
+        Value::Blob(v.to_vec())
+    }
+}
+impl From<Vec<u8>> for Value {
+    fn from(v: Vec<u8>) -> Self {
+        Value::Blob(v)
+    }
+}
+impl<T: Into<Value>> From<Option<T>> for Value {
+    fn from(v: Option<T>) -> Self {
+        v.map(Into::into).unwrap_or(Value::Null)
+    }
+}
+
+pub type Row = Vec<Value>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("kesalahan SQLite: {0} (SQLite error)")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("kesalahan PostgreSQL: {0} (PostgreSQL error)")]
+    Postgres(#[from] postgres::Error),
+    #[error("alamat basis data tidak dikenal: {0}; pakai sqlite:BERKAS atau postgres://… (unknown database URL)")]
+    BadUrl(String),
+}
+
+/// The storage trait: run a statement, or run a query and get its rows. Implemented by an
+/// open transaction of each backend.
+pub trait Sql {
+    fn exec(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError>;
+    fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, DbError>;
+}
+
+/// `$1` → `?1` for SQLite.
+fn sqlite_sql(sql: &str) -> String {
+    sql.replace('$', "?")
+}
+
+struct SqliteTx<'a>(rusqlite::Transaction<'a>);
+
+impl Sql for SqliteTx<'_> {
+    fn exec(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
+        let mut st = self.0.prepare_cached(&sqlite_sql(sql))?;
+        Ok(st.execute(rusqlite::params_from_iter(params.iter().map(to_sqlite)))? as u64)
+    }
+    fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, DbError> {
+        let mut st = self.0.prepare_cached(&sqlite_sql(sql))?;
+        let n = st.column_count();
+        let rows = st
+            .query_map(
+                rusqlite::params_from_iter(params.iter().map(to_sqlite)),
+                |r| {
+                    (0..n)
+                        .map(|i| {
+                            Ok(match r.get_ref(i)? {
+                                rusqlite::types::ValueRef::Null => Value::Null,
+                                rusqlite::types::ValueRef::Integer(i) => Value::Int(i),
+                                rusqlite::types::ValueRef::Real(f) => Value::Int(f as i64),
+                                rusqlite::types::ValueRef::Text(t) => {
+                                    Value::Text(String::from_utf8_lossy(t).into_owned())
+                                }
+                                rusqlite::types::ValueRef::Blob(b) => Value::Blob(b.to_vec()),
+                            })
+                        })
+                        .collect::<rusqlite::Result<Row>>()
+                },
+            )?
+            .collect::<rusqlite::Result<Vec<Row>>>()?;
+        Ok(rows)
+    }
+}
+
+fn to_sqlite(v: &Value) -> rusqlite::types::Value {
+    match v {
+        Value::Null => rusqlite::types::Value::Null,
+        Value::Int(i) => rusqlite::types::Value::Integer(*i),
+        Value::Text(s) => rusqlite::types::Value::Text(s.clone()),
+        Value::Blob(b) => rusqlite::types::Value::Blob(b.clone()),
+    }
+}
+
+mod pg {
+    //! PostgreSQL parameter and column conversions.
+    use postgres::types::{to_sql_checked, IsNull, ToSql, Type};
+
+    use super::Value;
+
+    impl ToSql for Value {
+        fn to_sql(
+            &self,
+            ty: &Type,
+            out: &mut postgres::types::private::BytesMut,
+        ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+            match self {
+                Value::Null => Ok(IsNull::Yes),
+                Value::Int(i) => match *ty {
+                    Type::INT4 => (*i as i32).to_sql(ty, out),
+                    Type::INT2 => (*i as i16).to_sql(ty, out),
+                    Type::BOOL => (*i != 0).to_sql(ty, out),
+                    _ => i.to_sql(ty, out),
+                },
+                Value::Text(s) => s.to_sql(ty, out),
+                Value::Blob(b) => b.to_sql(ty, out),
+            }
+        }
+        fn accepts(_: &Type) -> bool {
+            true
+        }
+        to_sql_checked!();
+    }
+
+    pub fn column(row: &postgres::Row, i: usize) -> Result<Value, postgres::Error> {
+        let ty = row.columns()[i].type_().clone();
+        Ok(match ty {
+            Type::INT8 => row.try_get::<_, Option<i64>>(i)?.map(Value::Int),
+            Type::INT4 => row
+                .try_get::<_, Option<i32>>(i)?
+                .map(|v| Value::Int(v as i64)),
+            Type::INT2 => row
+                .try_get::<_, Option<i16>>(i)?
+                .map(|v| Value::Int(v as i64)),
+            Type::BOOL => row
+                .try_get::<_, Option<bool>>(i)?
+                .map(|v| Value::Int(v as i64)),
+            Type::BYTEA => row.try_get::<_, Option<Vec<u8>>>(i)?.map(Value::Blob),
+            _ => row.try_get::<_, Option<String>>(i)?.map(Value::Text),
+        }
+        .unwrap_or(Value::Null))
+    }
+}
+
+pub struct PgConn {
+    client: postgres::Client,
+    cache: std::collections::HashMap<String, postgres::Statement>,
+}
+
+struct PgTx<'a> {
+    tx: postgres::Transaction<'a>,
+    cache: &'a mut std::collections::HashMap<String, postgres::Statement>,
+}
+
+impl PgTx<'_> {
+    fn stmt(&mut self, sql: &str) -> Result<postgres::Statement, DbError> {
+        if let Some(s) = self.cache.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.tx.prepare(sql)?;
+        self.cache.insert(sql.to_string(), s.clone());
+        Ok(s)
+    }
+}
+
+impl Sql for PgTx<'_> {
+    fn exec(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
+        let st = self.stmt(sql)?;
+        let p: Vec<&(dyn postgres::types::ToSql + Sync)> = params
+            .iter()
+            .map(|v| v as &(dyn postgres::types::ToSql + Sync))
+            .collect();
+        Ok(self.tx.execute(&st, &p)?)
+    }
+    fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, DbError> {
+        let st = self.stmt(sql)?;
+        let p: Vec<&(dyn postgres::types::ToSql + Sync)> = params
+            .iter()
+            .map(|v| v as &(dyn postgres::types::ToSql + Sync))
+            .collect();
+        let rows = self.tx.query(&st, &p)?;
+        rows.iter()
+            .map(|r| (0..r.len()).map(|i| pg::column(r, i)).collect())
+            .collect::<Result<Vec<Row>, postgres::Error>>()
+            .map_err(DbError::from)
+    }
+}
+
+/// The open database: which backend, and its connections.
+pub enum Db {
+    Sqlite {
+        conn: Mutex<rusqlite::Connection>,
+    },
+    Postgres {
+        config: Box<postgres::Config>,
+        schema: Option<String>,
+        pool: Mutex<Vec<PgConn>>,
+    },
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS counters(name TEXT PRIMARY KEY, value BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS changes(
+    seq BIGINT PRIMARY KEY, hash BLOB NOT NULL UNIQUE, household_id TEXT NOT NULL,
+    device TEXT NOT NULL, username TEXT NOT NULL, bytes BLOB NOT NULL, received_at BIGINT NOT NULL);
+CREATE INDEX IF NOT EXISTS changes_household ON changes(household_id, seq);
+CREATE TABLE IF NOT EXISTS households(
+    id TEXT PRIMARY KEY, area_code TEXT NOT NULL, posyandu_id TEXT,
+    created_seq BIGINT NOT NULL, last_seq BIGINT NOT NULL, move_seq BIGINT NOT NULL,
+    snapshot BLOB NOT NULL, snapshot_seq BIGINT NOT NULL, pending BIGINT NOT NULL);
+CREATE INDEX IF NOT EXISTS households_last ON households(last_seq);
+CREATE INDEX IF NOT EXISTS households_posyandu ON households(posyandu_id, id);
+CREATE INDEX IF NOT EXISTS households_area ON households(area_code, id);
+CREATE TABLE IF NOT EXISTS locations(
+    household_id TEXT NOT NULL, seq BIGINT NOT NULL, area_code TEXT NOT NULL, posyandu_id TEXT,
+    is_move BIGINT NOT NULL, PRIMARY KEY(household_id, seq));
+CREATE INDEX IF NOT EXISTS locations_seq ON locations(seq);
+CREATE TABLE IF NOT EXISTS users(
+    username TEXT PRIMARY KEY, role TEXT NOT NULL, password_hash TEXT NOT NULL,
+    posyandu TEXT NOT NULL, areas TEXT NOT NULL, disabled BIGINT NOT NULL, created_at BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS tokens(
+    hash BLOB PRIMARY KEY, username TEXT NOT NULL, device TEXT NOT NULL,
+    created_at BIGINT NOT NULL, expires_at BIGINT NOT NULL, revoked BIGINT NOT NULL);
+CREATE INDEX IF NOT EXISTS tokens_user ON tokens(username);
+CREATE TABLE IF NOT EXISTS areas(code TEXT PRIMARY KEY, name TEXT NOT NULL);
+INSERT INTO counters(name, value) VALUES ('seq', 0) ON CONFLICT (name) DO NOTHING;
+INSERT INTO meta(key, value) VALUES ('schema', '1') ON CONFLICT (key) DO NOTHING;
+";
+
+/// The tables, in an order that restores cleanly.
+pub const TABLES: &[&str] = &[
+    "meta",
+    "counters",
+    "users",
+    "tokens",
+    "areas",
+    "changes",
+    "households",
+    "locations",
+];
+
+impl Db {
+    /// Opens `sqlite:PATH` or `postgres://…` (an extra `schema=NAME` query parameter puts
+    /// every table in that schema, created if missing) and creates the tables.
+    pub fn open(url: &str) -> Result<Db, DbError> {
+        let db = if let Some(path) = url.strip_prefix("sqlite:") {
+            let path = path.strip_prefix("//").unwrap_or(path);
+            let conn = rusqlite::Connection::open(path)?;
+            conn.execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
+                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+            )?;
+            conn.execute_batch(SCHEMA)?;
+            Db::Sqlite {
+                conn: Mutex::new(conn),
+            }
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let (base, schema) = split_schema(url);
+            let mut config: postgres::Config =
+                base.parse().map_err(|_| DbError::BadUrl(url.to_string()))?;
+            config.connect_timeout(Duration::from_secs(10));
+            let db = Db::Postgres {
+                config: Box::new(config),
+                schema,
+                pool: Mutex::new(Vec::new()),
+            };
+            let mut c = db.pg_connect()?;
+            c.client.batch_execute(&SCHEMA.replace("BLOB", "BYTEA"))?;
+            db.pg_put(c);
+            db
+        } else {
+            return Err(DbError::BadUrl(url.to_string()));
+        };
+        Ok(db)
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Db::Sqlite { .. } => "sqlite",
+            Db::Postgres { .. } => "postgres",
+        }
+    }
+
+    fn pg_connect(&self) -> Result<PgConn, DbError> {
+        let Db::Postgres { config, schema, .. } = self else {
+            unreachable!("pg_connect on sqlite")
+        };
+        let mut client = config.connect(postgres::NoTls)?;
+        if let Some(s) = schema {
+            client.batch_execute(&format!(
+                "CREATE SCHEMA IF NOT EXISTS \"{s}\"; SET search_path TO \"{s}\";"
+            ))?;
+        }
+        Ok(PgConn {
+            client,
+            cache: Default::default(),
+        })
+    }
+
+    fn pg_put(&self, c: PgConn) {
+        if let Db::Postgres { pool, .. } = self {
+            let mut p = pool.lock().unwrap_or_else(|e| e.into_inner());
+            if p.len() < 16 {
+                p.push(c);
+            }
+        }
+    }
+
+    /// Runs `f` in one transaction. With `serialize`, the transaction first takes the
+    /// sequence counter's lock, so it runs alone among writers.
+    pub fn tx<T, E: From<DbError>>(
+        &self,
+        serialize: bool,
+        f: impl FnOnce(&mut dyn Sql) -> Result<T, E>,
+    ) -> Result<T, E> {
+        match self {
+            Db::Sqlite { conn } => {
+                let mut c = conn.lock().unwrap_or_else(|e| e.into_inner());
+                let behavior = if serialize {
+                    rusqlite::TransactionBehavior::Immediate
+                } else {
+                    rusqlite::TransactionBehavior::Deferred
+                };
+                let tx = c
+                    .transaction_with_behavior(behavior)
+                    .map_err(DbError::from)?;
+                let mut t = SqliteTx(tx);
+                let out = f(&mut t)?;
+                t.0.commit().map_err(DbError::from)?;
+                Ok(out)
+            }
+            Db::Postgres { pool, .. } => {
+                let taken = pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
+                let mut c = match taken {
+                    Some(c) if !c.client.is_closed() => c,
+                    _ => self.pg_connect()?,
+                };
+                let result = (|| {
+                    let tx = c.client.transaction().map_err(DbError::from)?;
+                    let mut t = PgTx {
+                        tx,
+                        cache: &mut c.cache,
+                    };
+                    if serialize {
+                        t.exec("UPDATE counters SET value = value WHERE name = 'seq'", &[])?;
+                    }
+                    let out = f(&mut t)?;
+                    t.tx.commit().map_err(DbError::from)?;
+                    Ok(out)
+                })();
+                if !c.client.is_closed() {
+                    self.pg_put(c);
+                }
+                result
+            }
+        }
+    }
+}
+
+fn split_schema(url: &str) -> (String, Option<String>) {
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_string(), None);
+    };
+    let mut schema = None;
+    let rest: Vec<&str> = query
+        .split('&')
+        .filter(|kv| match kv.strip_prefix("schema=") {
+            Some(s) => {
+                schema = Some(s.to_string());
+                false
+            }
+            None => true,
+        })
+        .collect();
+    let schema = schema
+        .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+    if rest.is_empty() {
+        (base.to_string(), schema)
+    } else {
+        (format!("{base}?{}", rest.join("&")), schema)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_parameter_is_taken_out() {
+        assert_eq!(
+            split_schema("postgres://u@h/db?schema=t1&sslmode=disable"),
+            (
+                "postgres://u@h/db?sslmode=disable".into(),
+                Some("t1".into())
+            )
+        );
+        assert_eq!(
+            split_schema("postgres://u@h/db?schema=x;drop"),
+            ("postgres://u@h/db".into(), None)
+        );
+    }
+
+    #[test]
+    fn sqlite_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&format!("sqlite:{}", dir.path().join("s.db").display())).unwrap();
+        let rows = db
+            .tx(true, |t| -> Result<_, DbError> {
+                t.exec(
+                    "INSERT INTO areas(code, name) VALUES ($1, $2)",
+                    &["32".into(), "Jawa Barat".into()],
+                )?;
+                t.query(
+                    "SELECT code, name FROM areas WHERE code = $1",
+                    &["32".into()],
+                )
+            })
+            .unwrap();
+        assert_eq!(
+            rows,
+            vec![vec![Value::from("32"), Value::from("Jawa Barat")]]
+        );
+    }
+}

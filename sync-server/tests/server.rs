@@ -1,0 +1,639 @@
+//! The server's test suite, run against both storage implementations: SQLite always, and
+//! PostgreSQL when `KUNJUNG_TEST_POSTGRES` names a database (each test gets its own
+//! schema). Without it the PostgreSQL half prints a notice and passes, unless
+//! `KUNJUNG_REQUIRE_POSTGRES=1`, when it fails.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use automerge::ActorId;
+use kunjung_core::{CommitMeta, FieldEdit, HouseholdDoc, NewHousehold};
+use kunjung_protocol::{
+    ByteBuf, Cursor, HouseholdChanges, Role, SyncRequest, SyncResponse, VERSION_HEADER,
+};
+use kunjung_sync_server::auth::{self, User};
+use kunjung_sync_server::http::{AppState, ROUTES};
+use kunjung_sync_server::{admin, sync, Db, ServerError};
+use uuid::Uuid;
+
+const DESA_A: &str = "32.14.01.2001";
+const DESA_B: &str = "32.14.02.2002";
+
+/// A fresh database of each backend for one test.
+fn backends(test: &str) -> Vec<(String, Db)> {
+    let dir = tempfile::tempdir().unwrap().keep();
+    let mut v = vec![(
+        "sqlite".to_string(),
+        Db::open(&format!("sqlite:{}", dir.join("server.db").display())).unwrap(),
+    )];
+    match std::env::var("KUNJUNG_TEST_POSTGRES") {
+        Ok(url) if !url.is_empty() => {
+            let schema = format!("t_{}_{}_{}", test, std::process::id(), rand_suffix());
+            let sep = if url.contains('?') { '&' } else { '?' };
+            v.push((
+                "postgres".into(),
+                Db::open(&format!("{url}{sep}schema={schema}")).unwrap(),
+            ));
+        }
+        _ => {
+            assert!(
+                std::env::var("KUNJUNG_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+                "KUNJUNG_REQUIRE_POSTGRES=1 but KUNJUNG_TEST_POSTGRES is not set"
+            );
+            eprintln!("notice: KUNJUNG_TEST_POSTGRES not set; {test} runs on SQLite only");
+        }
+    }
+    v
+}
+
+fn rand_suffix() -> u32 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+}
+
+fn user(db: &Db, name: &str, role: Role, posyandu: &[&str], areas: &[&str]) -> User {
+    let p: Vec<String> = posyandu.iter().map(|s| s.to_string()).collect();
+    let a: Vec<String> = areas.iter().map(|s| s.to_string()).collect();
+    db.tx(true, |t| {
+        auth::add_user(t, name, role, &p, &a, "kata-sandi-1")
+    })
+    .unwrap();
+    let (token, _, _) = db
+        .tx(false, |t| {
+            auth::login(t, name, "kata-sandi-1", &format!("dev-{name}"))
+        })
+        .unwrap();
+    db.tx(false, |t| auth::authenticate(t, &token)).unwrap()
+}
+
+fn meta() -> CommitMeta {
+    CommitMeta {
+        user: "t".into(),
+        time_ms: 1_795_000_000_000,
+    }
+}
+
+/// A new household: (id, doc, its first change).
+fn household(area: &str, posyandu: &str) -> (Uuid, HouseholdDoc, Vec<u8>) {
+    let id = Uuid::now_v7();
+    let w = HouseholdDoc::create(
+        id,
+        &NewHousehold {
+            area_code: area.into(),
+            rt: "1".into(),
+            rw: "2".into(),
+            dusun: None,
+            posyandu_id: Some(posyandu.into()),
+            address: None,
+            kk: None,
+        },
+        ActorId::random(),
+        &meta(),
+    )
+    .unwrap();
+    (id, w.result, w.change.unwrap().raw_bytes().to_vec())
+}
+
+fn edit(doc: &mut HouseholdDoc, path: &str, v: &str) -> Vec<u8> {
+    doc.edit(
+        &[FieldEdit {
+            path: path.into(),
+            value: Some(kunjung_core::checklist::AnswerValue::Text(v.into())),
+        }],
+        &meta(),
+        "edit",
+    )
+    .unwrap()
+    .change
+    .unwrap()
+    .raw_bytes()
+    .to_vec()
+}
+
+fn push(db: &Db, u: &User, id: Uuid, changes: &[Vec<u8>]) -> sync::PushOutcome {
+    db.tx(true, |t| {
+        sync::push(
+            t,
+            u,
+            &[HouseholdChanges {
+                household_id: id,
+                changes: changes.iter().map(|c| ByteBuf::from(c.clone())).collect(),
+            }],
+        )
+    })
+    .unwrap()
+}
+
+/// Pulls every page from `cursor`; returns the pages.
+fn pull_all(db: &Db, u: &User, cursor: &mut Option<Cursor>, page: u32) -> Vec<SyncResponse> {
+    let mut pages = Vec::new();
+    loop {
+        let mut r = SyncResponse::default();
+        db.tx(false, |t| {
+            sync::pull(t, u, cursor.as_ref(), Some(page), &mut r)
+        })
+        .unwrap();
+        *cursor = Some(r.next_cursor.clone());
+        let more = r.more;
+        pages.push(r);
+        if !more {
+            return pages;
+        }
+        assert!(pages.len() < 10_000, "pull does not finish");
+    }
+}
+
+fn received(pages: &[SyncResponse]) -> (BTreeSet<Uuid>, BTreeSet<Uuid>, usize) {
+    let mut snaps = BTreeSet::new();
+    let mut drops = BTreeSet::new();
+    let mut changes = 0;
+    for p in pages {
+        snaps.extend(p.snapshots.iter().map(|s| s.household_id));
+        drops.extend(p.drops.iter().copied());
+        changes += p.changes.iter().map(|c| c.changes.len()).sum::<usize>();
+    }
+    (snaps, drops, changes)
+}
+
+#[test]
+fn scope_push_pull_move_and_drop() {
+    for (backend, db) in backends("scope") {
+        let kader_a = user(&db, "kader-a", Role::Kader, &["PSY-A"], &[]);
+        let kader_b = user(&db, "kader-b", Role::Kader, &["PSY-B"], &[]);
+        let bidan_a = user(&db, "bidan-a", Role::Bidan, &[], &[DESA_A]);
+        let admin = user(&db, "admin", Role::Admin, &[], &[]);
+
+        let (ha, mut doc_a, c0) = household(DESA_A, "PSY-A");
+        let out = push(&db, &kader_a, ha, std::slice::from_ref(&c0));
+        assert_eq!((out.stored, out.rejected.len()), (1, 0), "{backend}");
+        // A retry is acknowledged and not stored twice.
+        let again = push(&db, &kader_a, ha, std::slice::from_ref(&c0));
+        assert_eq!((again.stored, again.acked.len()), (0, 1), "{backend}");
+
+        // Kader B can neither write to it nor create a household outside her posyandu.
+        let c1 = edit(&mut doc_a, "household/address", "Jl. Mawar 1");
+        let out = push(&db, &kader_b, ha, std::slice::from_ref(&c1));
+        assert_eq!(out.stored, 0, "{backend}");
+        assert_eq!(out.rejected[0].code, "out_of_scope", "{backend}");
+        let (hx, _, cx) = household(DESA_A, "PSY-A");
+        let out = push(&db, &kader_b, hx, &[cx]);
+        assert_eq!(out.rejected[0].code, "out_of_scope", "{backend}");
+
+        // Nobody but those in scope receives it.
+        let mut cur_b = None;
+        let (snaps, _, _) = received(&pull_all(&db, &kader_b, &mut cur_b, 100));
+        assert!(snaps.is_empty(), "{backend}");
+        let mut cur_bidan = None;
+        let (snaps, _, _) = received(&pull_all(&db, &bidan_a, &mut cur_bidan, 100));
+        assert_eq!(snaps, BTreeSet::from([ha]), "{backend}");
+        // Its creator gets nothing back: she made every change of it.
+        let mut cur_a = None;
+        let (snaps, _, _) = received(&pull_all(&db, &kader_a, &mut cur_a, 100));
+        assert!(snaps.is_empty(), "{backend}");
+
+        // Kader A edits; the bidan receives the change, not a snapshot.
+        assert_eq!(push(&db, &kader_a, ha, std::slice::from_ref(&c1)).stored, 1);
+        let (snaps, _, n) = received(&pull_all(&db, &bidan_a, &mut cur_bidan, 100));
+        assert!(snaps.is_empty(), "{backend}");
+        assert_eq!(n, 1, "{backend}");
+
+        // The admin moves it to desa B, posyandu B: A's devices are told to drop it,
+        // B's kader receives it whole.
+        let mv = doc_a
+            .move_household(
+                DESA_B,
+                "3",
+                "4",
+                Some("PSY-B"),
+                chrono::NaiveDate::from_ymd_opt(2026, 11, 1).unwrap(),
+                &meta(),
+            )
+            .unwrap()
+            .change
+            .unwrap()
+            .raw_bytes()
+            .to_vec();
+        assert_eq!(push(&db, &admin, ha, &[mv]).stored, 1, "{backend}");
+        let (_, drops, _) = received(&pull_all(&db, &kader_a, &mut cur_a, 100));
+        assert_eq!(drops, BTreeSet::from([ha]), "{backend}");
+        let (_, drops, _) = received(&pull_all(&db, &bidan_a, &mut cur_bidan, 100));
+        assert_eq!(drops, BTreeSet::from([ha]), "{backend}");
+        let (snaps, _, _) = received(&pull_all(&db, &kader_b, &mut cur_b, 100));
+        assert_eq!(snaps, BTreeSet::from([ha]), "{backend}");
+        // Kader A can no longer write to it; kader B can.
+        let c2 = edit(&mut doc_a, "household/address", "Jl. Melati 2");
+        let out = push(&db, &kader_a, ha, std::slice::from_ref(&c2));
+        assert_eq!(out.rejected[0].code, "out_of_scope", "{backend}");
+        assert_eq!(push(&db, &kader_b, ha, &[c2]).stored, 1, "{backend}");
+        // The JSON view is scoped too.
+        let view = db
+            .tx(false, |t| sync::household_json(t, &kader_b, ha))
+            .unwrap();
+        assert_eq!(view["household"]["address"], "Jl. Melati 2", "{backend}");
+        let err = db
+            .tx(false, |t| sync::household_json(t, &kader_a, ha))
+            .unwrap_err();
+        assert_eq!(err.code(), "out_of_scope", "{backend}");
+    }
+}
+
+#[test]
+fn first_sync_pages_resume_and_never_repeat() {
+    for (backend, db) in backends("pages") {
+        let kader = user(&db, "kader", Role::Kader, &["PSY-A"], &[]);
+        let other = user(&db, "other", Role::Kader, &["PSY-A"], &[]);
+        let mut ids = BTreeSet::new();
+        for i in 0..25 {
+            let psy = if i % 5 == 0 { "PSY-B" } else { "PSY-A" };
+            let (id, _, c) = household(DESA_A, psy);
+            let admin_like = user_for(&db, psy);
+            assert_eq!(push(&db, &admin_like, id, &[c]).stored, 1);
+            if psy == "PSY-A" {
+                ids.insert(id);
+            }
+        }
+        // Interrupted after two pages: resuming from the saved cursor finishes the rest,
+        // and every household arrives exactly once.
+        let mut cursor = None;
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            let mut r = SyncResponse::default();
+            db.tx(false, |t| {
+                sync::pull(t, &kader, cursor.as_ref(), Some(4), &mut r)
+            })
+            .unwrap();
+            assert!(r.more, "{backend}");
+            assert_eq!(r.total, 20, "{backend}");
+            got.extend(r.snapshots.iter().map(|s| s.household_id));
+            cursor = Some(r.next_cursor);
+        }
+        // Meanwhile another device adds one more.
+        let (late, _, c) = household(DESA_A, "PSY-A");
+        assert_eq!(push(&db, &other, late, &[c]).stored, 1);
+        let pages = pull_all(&db, &kader, &mut cursor, 4);
+        for p in &pages {
+            got.extend(p.snapshots.iter().map(|s| s.household_id));
+        }
+        let unique: BTreeSet<Uuid> = got.iter().copied().collect();
+        assert_eq!(unique.len(), got.len(), "{backend}: a household came twice");
+        assert_eq!(unique, ids, "{backend}");
+        // The late one comes with the next sync.
+        let (snaps, _, _) = received(&pull_all(&db, &kader, &mut cursor, 4));
+        assert_eq!(snaps, BTreeSet::from([late]), "{backend}");
+        let (snaps, drops, n) = received(&pull_all(&db, &kader, &mut cursor, 4));
+        assert!(snaps.is_empty() && drops.is_empty() && n == 0, "{backend}");
+    }
+}
+
+fn user_for(db: &Db, posyandu: &str) -> User {
+    let name = format!("k-{posyandu}");
+    let exists = db.tx(false, |t| auth::get_account(t, &name)).is_ok();
+    if exists {
+        let (token, _, _) = db
+            .tx(false, |t| auth::login(t, &name, "kata-sandi-1", "dev"))
+            .unwrap();
+        return db.tx(false, |t| auth::authenticate(t, &token)).unwrap();
+    }
+    user(db, &name, Role::Kader, &[posyandu], &[])
+}
+
+#[test]
+fn concurrent_writers_never_skipped_by_a_reader() {
+    for (backend, db) in backends("concurrent") {
+        let db = Arc::new(db);
+        let reader = user(&db, "reader", Role::Admin, &[], &[]);
+        let writers: Vec<User> = (0..4)
+            .map(|i| user(&db, &format!("w{i}"), Role::Admin, &[], &[]))
+            .collect();
+        // Each writer owns a household and pushes edits to it.
+        let mut handles = Vec::new();
+        let mut expected = BTreeMap::new();
+        for w in writers {
+            let (id, mut doc, c0) = household(DESA_A, "PSY-A");
+            let mut changes = vec![c0];
+            for i in 0..30 {
+                changes.push(edit(&mut doc, "household/address", &format!("no {i}")));
+            }
+            expected.insert(id, changes.len());
+            let db = db.clone();
+            handles.push(std::thread::spawn(move || {
+                for c in changes {
+                    let out = push(&db, &w, id, &[c]);
+                    assert_eq!(out.stored, 1);
+                }
+            }));
+        }
+        // The reader pulls all the while; what it gets, in order, must add up to
+        // every change exactly once, with no gaps.
+        let mut cursor = None;
+        let mut got: BTreeMap<Uuid, usize> = BTreeMap::new();
+        let mut seen = BTreeSet::new();
+        let mut apply = |pages: Vec<SyncResponse>, got: &mut BTreeMap<Uuid, usize>| {
+            for p in pages {
+                for s in p.snapshots {
+                    let doc = HouseholdDoc::load(&s.bytes).unwrap();
+                    let n = doc.changes_since(&[]).len();
+                    for c in doc.changes_since(&[]) {
+                        assert!(seen.insert(c.hash()), "{backend}: duplicate");
+                    }
+                    got.insert(s.household_id, n);
+                }
+                for g in p.changes {
+                    for c in &g.changes {
+                        let h = kunjung_core::doc::parse_change(c).unwrap().hash();
+                        assert!(seen.insert(h), "{backend}: duplicate change");
+                    }
+                    *got.get_mut(&g.household_id)
+                        .expect("changes before snapshot") += g.changes.len();
+                }
+            }
+        };
+        while handles.iter().any(|h| !h.is_finished()) {
+            apply(pull_all(&db, &reader, &mut cursor, 2), &mut got);
+        }
+        for h in handles {
+            h.join().unwrap();
+        }
+        apply(pull_all(&db, &reader, &mut cursor, 2), &mut got);
+        assert_eq!(got, expected, "{backend}");
+    }
+}
+
+#[test]
+fn accounts_tokens_and_disabling() {
+    for (backend, db) in backends("accounts") {
+        let u = user(&db, "siti", Role::Kader, &["PSY-A"], &[]);
+        assert_eq!(u.role, Role::Kader);
+        let (token, exp, _) = db
+            .tx(false, |t| auth::login(t, "siti", "kata-sandi-1", "hp-1"))
+            .unwrap();
+        assert!(exp > auth::now_ms());
+        assert!(db.tx(false, |t| auth::authenticate(t, &token)).is_ok());
+        let wrong = db.tx(false, |t| auth::login(t, "siti", "salah-salah", "hp-1"));
+        assert!(
+            matches!(wrong, Err(ServerError::InvalidCredentials)),
+            "{backend}"
+        );
+        let dup = db.tx(true, |t| {
+            auth::add_user(t, "siti", Role::Kader, &["X".into()], &[], "kata-sandi-1")
+        });
+        assert!(matches!(dup, Err(ServerError::Conflict(_))), "{backend}");
+        // Tokens are stored hashed.
+        let raw = db
+            .tx(false, |t| t.query("SELECT hash FROM tokens", &[]))
+            .unwrap();
+        assert!(raw.iter().all(|r| r[0].blob() != token.as_bytes()));
+        // Disabling stops the token at once; enabling does not bring it back.
+        db.tx(true, |t| auth::set_disabled(t, "siti", true))
+            .unwrap();
+        assert!(matches!(
+            db.tx(false, |t| auth::authenticate(t, &token)),
+            Err(ServerError::Unauthorized)
+        ));
+        assert!(matches!(
+            db.tx(false, |t| auth::login(t, "siti", "kata-sandi-1", "hp-1")),
+            Err(ServerError::AccountDisabled)
+        ));
+        db.tx(true, |t| auth::set_disabled(t, "siti", false))
+            .unwrap();
+        assert!(db.tx(false, |t| auth::authenticate(t, &token)).is_err());
+        // A password reset revokes tokens too.
+        let (t2, _, _) = db
+            .tx(false, |t| auth::login(t, "siti", "kata-sandi-1", "hp-1"))
+            .unwrap();
+        db.tx(true, |t| auth::reset_password(t, "siti", "kata-sandi-2"))
+            .unwrap();
+        assert!(
+            db.tx(false, |t| auth::authenticate(t, &t2)).is_err(),
+            "{backend}"
+        );
+        assert!(db
+            .tx(false, |t| auth::login(t, "siti", "kata-sandi-2", "hp-1"))
+            .is_ok());
+    }
+}
+
+#[test]
+fn backup_and_restore_keep_everything() {
+    for (backend, db) in backends("backup") {
+        let k = user(&db, "kader", Role::Kader, &["PSY-A"], &[]);
+        let (id, mut doc, c0) = household(DESA_A, "PSY-A");
+        let c1 = edit(&mut doc, "household/address", "Jl. Kenanga");
+        push(&db, &k, id, &[c0, c1]);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("backup.kjb");
+        let rows = admin::backup(&db, &file).unwrap();
+        assert!(rows > 5);
+        // Restore into a fresh SQLite database (also how a server moves between backends).
+        let fresh = Db::open(&format!("sqlite:{}", dir.path().join("r.db").display())).unwrap();
+        assert_eq!(admin::restore(&fresh, &file).unwrap(), rows, "{backend}");
+        let view = fresh
+            .tx(false, |t| sync::household_json(t, &k, id))
+            .unwrap();
+        assert_eq!(view["household"]["address"], "Jl. Kenanga");
+        assert!(fresh
+            .tx(false, |t| auth::login(t, "kader", "kata-sandi-1", "d"))
+            .is_ok());
+        // Never over existing data.
+        assert!(admin::restore(&fresh, &file).is_err());
+    }
+}
+
+/// The HTTP layer, in process on port 0: routes match `openapi.json` both ways, errors
+/// are JSON with codes, old clients get 426.
+#[test]
+fn http_routes_match_openapi_and_errors_are_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(&format!("sqlite:{}", dir.path().join("h.db").display())).unwrap();
+    db.tx(true, |t| {
+        auth::add_user(t, "admin", Role::Admin, &[], &[], "kata-sandi-1")
+    })
+    .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = kunjung_sync_server::http::router(AppState::new(db));
+    rt.spawn(async move { axum::serve(listener, app).await });
+    let base = format!("http://{addr}");
+    let c = reqwest::blocking::Client::new();
+
+    // openapi.json ⇔ the route table.
+    let spec: serde_json::Value = c
+        .get(format!("{base}/v1/openapi.json"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let mut described = BTreeSet::new();
+    for (path, ops) in spec["paths"].as_object().unwrap() {
+        for m in ops.as_object().unwrap().keys() {
+            described.insert((m.to_uppercase(), path.clone()));
+        }
+    }
+    let routed: BTreeSet<(String, String)> = ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    assert_eq!(described, routed);
+
+    // Every route exists in the router (answers something other than 404/405).
+    let login: serde_json::Value = c
+        .post(format!("{base}/v1/login"))
+        .header(VERSION_HEADER, "1")
+        .json(&serde_json::json!({"username": "admin", "password": "kata-sandi-1", "device_id": "d1"}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let token = login["token"].as_str().unwrap().to_string();
+    for (m, p) in ROUTES {
+        if *p == "/v1/logout" {
+            continue; // below, last: it ends the token
+        }
+        let url = format!("{base}{}", p.replace("{id}", &Uuid::now_v7().to_string()));
+        let req = match *m {
+            "GET" => c.get(&url),
+            _ => c.post(&url),
+        };
+        let status = req
+            .header(VERSION_HEADER, "1")
+            .bearer_auth(&token)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16();
+        if *p == "/v1/households/{id}" {
+            assert_eq!(status, 404, "{m} {p}");
+        } else {
+            assert!(status != 404 && status != 405, "{m} {p}: {status}");
+        }
+    }
+
+    let r = c
+        .post(format!("{base}/v1/logout"))
+        .header(VERSION_HEADER, "1")
+        .bearer_auth(&token)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    let r = c
+        .get(format!("{base}/v1/me"))
+        .header(VERSION_HEADER, "1")
+        .bearer_auth(&token)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401, "a logged-out token still works");
+    let login: serde_json::Value = c
+        .post(format!("{base}/v1/login"))
+        .header(VERSION_HEADER, "1")
+        .json(&serde_json::json!({"username": "admin", "password": "kata-sandi-1", "device_id": "d1"}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let token = login["token"].as_str().unwrap().to_string();
+
+    // A client without (or below) the protocol version gets 426 and a JSON body.
+    let r = c.post(format!("{base}/v1/sync")).send().unwrap();
+    assert_eq!(r.status().as_u16(), 426);
+    let e: kunjung_protocol::ErrorBody = r.json().unwrap();
+    assert_eq!(e.code, "client_too_old");
+    assert!(e.message.contains("(client too old"));
+    let r = c
+        .post(format!("{base}/v1/sync"))
+        .header(VERSION_HEADER, "0")
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 426);
+    // Unknown paths and bad tokens answer JSON with a code.
+    let r = c.get(format!("{base}/v1/nope")).send().unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    assert_eq!(
+        r.json::<kunjung_protocol::ErrorBody>().unwrap().code,
+        "not_found"
+    );
+    let r = c
+        .get(format!("{base}/v1/me"))
+        .header(VERSION_HEADER, "1")
+        .bearer_auth("forged")
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    assert_eq!(
+        r.json::<kunjung_protocol::ErrorBody>().unwrap().code,
+        "unauthorized"
+    );
+    // Garbage sync bodies are a clear 400, wrong content type 415.
+    let r = c
+        .post(format!("{base}/v1/sync"))
+        .header(VERSION_HEADER, "1")
+        .header("content-type", "application/cbor")
+        .bearer_auth(&token)
+        .body(b"garbage".to_vec())
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    assert_eq!(
+        r.json::<kunjung_protocol::ErrorBody>().unwrap().code,
+        "bad_message"
+    );
+    let r = c
+        .post(format!("{base}/v1/sync"))
+        .header(VERSION_HEADER, "1")
+        .header("content-type", "application/json")
+        .bearer_auth(&token)
+        .body("{}")
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 415);
+    // A real (empty) sync round trip over HTTP.
+    let body = kunjung_protocol::encode(&SyncRequest::default()).unwrap();
+    let r = c
+        .post(format!("{base}/v1/sync"))
+        .header(VERSION_HEADER, "1")
+        .header("content-type", "application/cbor")
+        .header("content-encoding", "zstd")
+        .bearer_auth(&token)
+        .body(body)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers()["content-encoding"], "zstd");
+    let resp: SyncResponse = kunjung_protocol::decode(&r.bytes().unwrap()).unwrap();
+    assert!(!resp.more);
+    // Login is rate-limited per username.
+    for _ in 0..auth::LOGIN_FAILURES {
+        let r = c
+            .post(format!("{base}/v1/login"))
+            .header(VERSION_HEADER, "1")
+            .json(&serde_json::json!({"username": "admin", "password": "salah-salah", "device_id": "d1"}))
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 401);
+    }
+    let r = c
+        .post(format!("{base}/v1/login"))
+        .header(VERSION_HEADER, "1")
+        .json(&serde_json::json!({"username": "admin", "password": "kata-sandi-1", "device_id": "d1"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 429);
+    assert_eq!(
+        r.json::<kunjung_protocol::ErrorBody>().unwrap().code,
+        "rate_limited"
+    );
+    // Metrics count what happened.
+    let m = c
+        .get(format!("{base}/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(m.contains("kunjung_login_failures_total 5"), "{m}");
+    assert!(m.contains("route=\"/v1/sync\",status=\"426\""), "{m}");
+}
