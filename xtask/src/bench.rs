@@ -27,7 +27,14 @@ pub struct Row {
 }
 
 fn row(workload: &str, metric: &str, unit: &str, v: f64) -> Row {
-    Row { workload: workload.into(), metric: metric.into(), unit: unit.into(), kunjung: v, peer: None, ratio: None }
+    Row {
+        workload: workload.into(),
+        metric: metric.into(),
+        unit: unit.into(),
+        kunjung: v,
+        peer: None,
+        ratio: None,
+    }
 }
 
 fn pct(sorted: &[f64], p: f64) -> f64 {
@@ -44,7 +51,12 @@ fn ms(t: Instant) -> f64 {
 
 fn dir_size(dir: &Path) -> u64 {
     std::fs::read_dir(dir)
-        .map(|it| it.filter_map(|e| e.ok()).filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
+        .map(|it| {
+            it.filter_map(|e| e.ok())
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
         .unwrap_or(0)
 }
 
@@ -68,13 +80,23 @@ fn seeded_store(dir: &Path, households: usize) -> Result<()> {
     let mut done = 0;
     while done < households {
         let n = (households - done).min(chunk);
-        let opts = SeedOptions { households: n, seed: 42, today, visits_per_household: 50, first: done };
+        let opts = SeedOptions {
+            households: n,
+            seed: 42,
+            today,
+            visits_per_household: 50,
+            first: done,
+        };
         let docs = generate_parallel(&opts)?;
         s.insert_documents(&docs, true)?;
         done += n;
-        eprintln!("bench: seeded {done}/{households} households ({:.0} s)", t.elapsed().as_secs_f64());
+        eprintln!(
+            "bench: seeded {done}/{households} households ({:.0} s)",
+            t.elapsed().as_secs_f64()
+        );
     }
-    s.connection().execute_batch("PRAGMA wal_checkpoint(TRUNCATE); VACUUM;")?;
+    s.connection()
+        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE); VACUUM;")?;
     std::fs::write(&marker, b"")?;
     Ok(())
 }
@@ -94,13 +116,22 @@ fn encrypted_copy(src: &Path, dst: &Path, pin: &str) -> Result<()> {
         dst.join(kunjung_store::DB_FILE).display(),
         hex_encode(&key)
     ))?;
-    let cfg = kunjung_store::StoreConfig { format: 1, encrypted: true, kdf: Some(kdf) };
-    std::fs::write(dst.join(kunjung_store::CONFIG_FILE), serde_json::to_vec_pretty(&cfg)?)?;
+    let cfg = kunjung_store::StoreConfig {
+        format: 1,
+        encrypted: true,
+        kdf: Some(kdf),
+    };
+    std::fs::write(
+        dst.join(kunjung_store::CONFIG_FILE),
+        serde_json::to_vec_pretty(&cfg)?,
+    )?;
     Ok(())
 }
 
 fn rusqlite_conn(dir: &Path) -> Result<kunjung_store::RawConnection> {
-    Ok(kunjung_store::RawConnection::open(dir.join(kunjung_store::DB_FILE))?)
+    Ok(kunjung_store::RawConnection::open(
+        dir.join(kunjung_store::DB_FILE),
+    )?)
 }
 
 fn hex_encode(b: &[u8]) -> String {
@@ -135,14 +166,23 @@ fn local_ops(dir: &Path, households: usize) -> Result<Vec<Row>> {
     // Size on disk per visit (documents + projections + search index), before any writes.
     let (visits, members): (i64, i64) = {
         let s = Store::open(dir, None)?;
-        let v = s.connection().query_row("SELECT count(*) FROM visits", [], |r| r.get(0))?;
-        let m = s.connection().query_row("SELECT count(*) FROM members", [], |r| r.get(0))?;
+        let v = s
+            .connection()
+            .query_row("SELECT count(*) FROM visits", [], |r| r.get(0))?;
+        let m = s
+            .connection()
+            .query_row("SELECT count(*) FROM members", [], |r| r.get(0))?;
         (v, m)
     };
     let bytes = dir_size(dir) as f64;
     rows.push(row(&w, "visits in store", "count", visits as f64));
     rows.push(row(&w, "members in store", "count", members as f64));
-    rows.push(row(&w, "store size per visit (docs + projections + FTS)", "bytes", bytes / visits as f64));
+    rows.push(row(
+        &w,
+        "store size per visit (docs + projections + FTS)",
+        "bytes",
+        bytes / visits as f64,
+    ));
     rows.push(row(&w, "store size", "MB", bytes / 1e6));
 
     // Open + first page, in a fresh connection each time.
@@ -150,7 +190,10 @@ fn local_ops(dir: &Path, households: usize) -> Result<Vec<Row>> {
     for _ in 0..15 {
         let t = Instant::now();
         let s = Store::open(dir, None)?;
-        let page = s.list_households(&ListFilter { limit: Some(50), ..Default::default() })?;
+        let page = s.list_households(&ListFilter {
+            limit: Some(50),
+            ..Default::default()
+        })?;
         anyhow::ensure!(page.len() == 50, "first page has {} rows", page.len());
         t_open.push(ms(t));
     }
@@ -160,8 +203,12 @@ fn local_ops(dir: &Path, households: usize) -> Result<Vec<Row>> {
     let mut s = Store::open(dir, None)?;
     // Search by name: prefixes of real names in the store.
     let names: Vec<String> = {
-        let mut stmt = s.connection().prepare("SELECT name FROM members ORDER BY random() LIMIT 400")?;
-        let v = stmt.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<_, _>>()?;
+        let mut stmt = s
+            .connection()
+            .prepare("SELECT name FROM members ORDER BY random() LIMIT 400")?;
+        let v = stmt
+            .query_map([], |r| r.get::<_, String>(0))?
+            .collect::<Result<_, _>>()?;
         v
     };
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
@@ -187,13 +234,20 @@ fn local_ops(dir: &Path, households: usize) -> Result<Vec<Row>> {
         let mut stmt = s.connection().prepare(
             "SELECT id FROM members WHERE birth_date <= '2026-01-01' AND voided = 0 ORDER BY random() LIMIT 300",
         )?;
-        let v = stmt.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<_, _>>()?;
+        let v = stmt
+            .query_map([], |r| r.get::<_, String>(0))?
+            .collect::<Result<_, _>>()?;
         v
     };
     let date: NaiveDate = TODAY.parse()?;
     let mut t_add = Vec::new();
     for m in &members {
-        let v = NewVisit { member_id: m.parse()?, date, weight_kg: Some(rng.gen_range(40.0..80.0)), ..Default::default() };
+        let v = NewVisit {
+            member_id: m.parse()?,
+            date,
+            weight_kg: Some(rng.gen_range(40.0..80.0)),
+            ..Default::default()
+        };
         let t = Instant::now();
         s.add_visit(&v)?;
         t_add.push(ms(t));
@@ -204,8 +258,12 @@ fn local_ops(dir: &Path, households: usize) -> Result<Vec<Row>> {
 
     // Open a household (document + view + conflicts), as the detail screen does.
     let hh: Vec<String> = {
-        let mut stmt = s.connection().prepare("SELECT id FROM households ORDER BY random() LIMIT 200")?;
-        let v = stmt.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<_, _>>()?;
+        let mut stmt = s
+            .connection()
+            .prepare("SELECT id FROM households ORDER BY random() LIMIT 200")?;
+        let v = stmt
+            .query_map([], |r| r.get::<_, String>(0))?
+            .collect::<Result<_, _>>()?;
         v
     };
     drop(s);
@@ -229,12 +287,20 @@ fn encrypted_open(plain: &Path, out: &Path) -> Result<Vec<Row>> {
     for _ in 0..5 {
         let t = Instant::now();
         let s = Store::open(&enc, Some("246810"))?;
-        let page = s.list_households(&ListFilter { limit: Some(50), ..Default::default() })?;
+        let page = s.list_households(&ListFilter {
+            limit: Some(50),
+            ..Default::default()
+        })?;
         anyhow::ensure!(page.len() == 50);
         t_open.push(ms(t));
     }
     t_open.sort_by(f64::total_cmp);
-    Ok(vec![row("local store, encrypted (SQLCipher + Argon2id)", "open + first page (p50)", "ms", pct(&t_open, 0.5))])
+    Ok(vec![row(
+        "local store, encrypted (SQLCipher + Argon2id)",
+        "open + first page (p50)",
+        "ms",
+        pct(&t_open, 0.5),
+    )])
 }
 
 pub fn print_table(rows: &[Row]) {
@@ -242,7 +308,14 @@ pub fn print_table(rows: &[Row]) {
     println!("|---|---|---|---:|---:|---:|");
     for r in rows {
         let f = |v: Option<f64>| v.map(|x| format!("{x:.3}")).unwrap_or_else(|| "–".into());
-        println!("| {} | {} | {} | {:.3} | {} | {} |", r.workload, r.metric, r.unit, r.kunjung, f(r.peer), f(r.ratio));
+        println!(
+            "| {} | {} | {} | {:.3} | {} | {} |",
+            r.workload,
+            r.metric,
+            r.unit,
+            r.kunjung,
+            f(r.peer),
+            f(r.ratio)
+        );
     }
 }
-

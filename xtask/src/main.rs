@@ -27,19 +27,39 @@ fn main() -> Result<()> {
 }
 
 /// Debian packages the tests need.
-const TEST_PACKAGES: &[&str] = &["build-essential", "pkg-config", "libssl-dev", "postgresql", "jq"];
+const TEST_PACKAGES: &[&str] = &[
+    "build-essential",
+    "pkg-config",
+    "libssl-dev",
+    "postgresql",
+    "jq",
+];
 
 fn test(args: &[String]) -> Result<()> {
     let quick = args.iter().any(|a| a == "--no-lint");
     sh::apt_install(TEST_PACKAGES)?;
     if !quick {
         sh::run("cargo", &["fmt", "--all", "--check"], &[])?;
-        sh::run("cargo", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"], &[])?;
+        sh::run(
+            "cargo",
+            &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ],
+            &[],
+        )?;
     }
     let pg = pg::Postgres::start()?;
     let url = pg.url();
     eprintln!("xtask: PostgreSQL ready at {url}");
-    let env = [("KUNJUNG_TEST_POSTGRES", url.as_str()), ("KUNJUNG_REQUIRE_POSTGRES", "1")];
+    let env = [
+        ("KUNJUNG_TEST_POSTGRES", url.as_str()),
+        ("KUNJUNG_REQUIRE_POSTGRES", "1"),
+    ];
     let r = sh::run("cargo", &["test", "--workspace", "--no-fail-fast"], &env);
     drop(pg);
     r?;
@@ -55,7 +75,11 @@ fn demo(args: &[String]) -> Result<()> {
         .and_then(|s| s.parse().ok())
         .unwrap_or(400);
     sh::apt_install(&["build-essential", "pkg-config", "libssl-dev", "jq"])?;
-    sh::run("cargo", &["build", "--release", "-p", "kunjung-client"], &[])?;
+    sh::run(
+        "cargo",
+        &["build", "--release", "-p", "kunjung-client"],
+        &[],
+    )?;
     let dir = sh::root().join("target/demo/kader");
     if dir.exists() {
         std::fs::remove_dir_all(&dir)?;
@@ -64,7 +88,17 @@ fn demo(args: &[String]) -> Result<()> {
     let data = dir.to_string_lossy().to_string();
     let b = bin.to_string_lossy().to_string();
     sh::run(&b, &["--data", &data, "init", "--user", "kader-demo"], &[])?;
-    sh::run(&b, &["--data", &data, "demo-seed", "--households", &households.to_string()], &[])?;
+    sh::run(
+        &b,
+        &[
+            "--data",
+            &data,
+            "demo-seed",
+            "--households",
+            &households.to_string(),
+        ],
+        &[],
+    )?;
     sh::run(&b, &["--data", &data, "store", "info"], &[])?;
     println!("\nDemo store: {data}\nTry:\n  {b} --data {data} household list --area 32.14.01.2001 --limit 5\n  {b} --data {data} search siti\n  {b} --data {data} referral list --status open");
     Ok(())

@@ -40,19 +40,54 @@ impl Postgres {
         }
         std::fs::create_dir_all(dir.join("sock"))?;
         if as_postgres {
-            crate::sh::run("chown", &["-R", "postgres:postgres", &dir.to_string_lossy()], &[])?;
+            crate::sh::run(
+                "chown",
+                &["-R", "postgres:postgres", &dir.to_string_lossy()],
+                &[],
+            )?;
         }
         let port = free_port()?;
-        let pg = Postgres { dir, bin, port, as_postgres };
-        pg.exec("initdb", &["-D", &pg.data(), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"])?;
+        let pg = Postgres {
+            dir,
+            bin,
+            port,
+            as_postgres,
+        };
+        pg.exec(
+            "initdb",
+            &[
+                "-D",
+                &pg.data(),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+        )?;
         let opts = format!(
             "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c max_connections=300",
             port,
             pg.dir.join("sock").display()
         );
         let log = pg.dir.join("log").to_string_lossy().to_string();
-        pg.exec("pg_ctl", &["-D", &pg.data(), "-o", &opts, "-l", &log, "-w", "start"])?;
-        pg.exec("createdb", &["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres", "kunjung_test"])?;
+        pg.exec(
+            "pg_ctl",
+            &["-D", &pg.data(), "-o", &opts, "-l", &log, "-w", "start"],
+        )?;
+        pg.exec(
+            "createdb",
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-U",
+                "postgres",
+                "kunjung_test",
+            ],
+        )?;
         Ok(pg)
     }
 
@@ -69,9 +104,17 @@ impl Postgres {
         } else {
             Command::new(&path)
         };
-        let out = cmd.args(args).current_dir(&self.dir).output().with_context(|| format!("cannot run {tool}"))?;
+        let out = cmd
+            .args(args)
+            .current_dir(&self.dir)
+            .output()
+            .with_context(|| format!("cannot run {tool}"))?;
         if !out.status.success() {
-            bail!("{tool} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "{tool} failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         Ok(())
     }
@@ -83,7 +126,10 @@ impl Postgres {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
-        let _ = self.exec("pg_ctl", &["-D", &self.data(), "-m", "immediate", "-w", "stop"]);
+        let _ = self.exec(
+            "pg_ctl",
+            &["-D", &self.data(), "-m", "immediate", "-w", "stop"],
+        );
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -27,15 +27,24 @@ pub fn run(cmd: &str, args: &[&str], env: &[(&str, &str)]) -> Result<()> {
 
 /// Runs a command and returns its stdout.
 pub fn output(cmd: &str, args: &[&str]) -> Result<String> {
-    let out = Command::new(cmd).args(args).output().with_context(|| format!("cannot start {cmd}"))?;
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .with_context(|| format!("cannot start {cmd}"))?;
     if !out.status.success() {
-        bail!("{cmd} {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "{cmd} {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn is_root() -> bool {
-    output("id", &["-u"]).map(|s| s.trim() == "0").unwrap_or(false)
+    output("id", &["-u"])
+        .map(|s| s.trim() == "0")
+        .unwrap_or(false)
 }
 
 /// Installs the Debian packages that are missing (no-op when all are present).
@@ -57,9 +66,17 @@ pub fn apt_install(pkgs: &[&str]) -> Result<()> {
     let sudo: &[&str] = if is_root() { &[] } else { &["sudo"] };
     let mut update: Vec<&str> = sudo.to_vec();
     update.extend(["apt-get", "update", "-qq"]);
-    run(update[0], &update[1..], &[("DEBIAN_FRONTEND", "noninteractive")])?;
+    run(
+        update[0],
+        &update[1..],
+        &[("DEBIAN_FRONTEND", "noninteractive")],
+    )?;
     let mut install: Vec<&str> = sudo.to_vec();
     install.extend(["apt-get", "install", "-y", "-qq", "--no-install-recommends"]);
     install.extend(missing.iter().copied());
-    run(install[0], &install[1..], &[("DEBIAN_FRONTEND", "noninteractive")])
+    run(
+        install[0],
+        &install[1..],
+        &[("DEBIAN_FRONTEND", "noninteractive")],
+    )
 }

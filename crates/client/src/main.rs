@@ -713,11 +713,23 @@ fn run(cli: Cli) -> Res {
                         format!("member {id}")
                     }
                     (5, Some(m)) => {
-                        s.edit(household, &[FieldEdit { path: format!("members/{m}/name"), value: Some(AnswerValue::Text(format!("Ubah {i}"))) }], "member.edit")?;
+                        s.edit(
+                            household,
+                            &[FieldEdit {
+                                path: format!("members/{m}/name"),
+                                value: Some(AnswerValue::Text(format!("Ubah {i}"))),
+                            }],
+                            "member.edit",
+                        )?;
                         format!("edit {m} Ubah {i}")
                     }
                     (_, Some(m)) => {
-                        let v = NewVisit { member_id: m, date: NaiveDate::from_ymd_opt(2026, 1, 1).unwrap_or_default(), weight_kg: Some(50.0 + i as f64 / 100.0), ..Default::default() };
+                        let v = NewVisit {
+                            member_id: m,
+                            date: NaiveDate::from_ymd_opt(2026, 1, 1).unwrap_or_default(),
+                            weight_kg: Some(50.0 + i as f64 / 100.0),
+                            ..Default::default()
+                        };
                         format!("visit {}", s.add_visit(&v)?.id)
                     }
                 };

@@ -34,7 +34,10 @@ fn area_ids(store: &Store, area: Option<&str>) -> Result<Vec<Uuid>> {
         limit: Some(usize::MAX >> 2),
         ..Default::default()
     })?;
-    Ok(rows.iter().filter_map(|h| Uuid::parse_str(&h.id).ok()).collect())
+    Ok(rows
+        .iter()
+        .filter_map(|h| Uuid::parse_str(&h.id).ok())
+        .collect())
 }
 
 impl Store {
@@ -126,7 +129,12 @@ impl Store {
             }
         }
         out.sort_by(|a, b| {
-            (a.status == "done", &a.due_until, &a.member_id, &a.service).cmp(&(b.status == "done", &b.due_until, &b.member_id, &b.service))
+            (a.status == "done", &a.due_until, &a.member_id, &a.service).cmp(&(
+                b.status == "done",
+                &b.due_until,
+                &b.member_id,
+                &b.service,
+            ))
         });
         Ok(out)
     }

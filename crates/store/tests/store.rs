@@ -415,19 +415,46 @@ fn tasks_projection_follows_visits() {
     let h = s.create_household(&hh("32.14.01.2001", "3")).unwrap();
     let today = chrono::Local::now().date_naive();
     let birth = today - chrono::Duration::days(45);
-    let baby = s.add_member(h, &member("Bayi Ani", Sex::F, &birth.to_string(), None)).unwrap();
+    let baby = s
+        .add_member(h, &member("Bayi Ani", Sex::F, &birth.to_string(), None))
+        .unwrap();
     let tasks = s.tasks(None, None).unwrap();
-    let bcg = tasks.iter().find(|t| t.service == "imm_bcg").expect("BCG task for a 45-day-old");
+    let bcg = tasks
+        .iter()
+        .find(|t| t.service == "imm_bcg")
+        .expect("BCG task for a 45-day-old");
     assert_ne!(bcg.status, "done");
     assert_eq!(bcg.member_id, baby.id.to_string());
-    assert_eq!(s.list_households(&ListFilter { has_due_tasks: true, ..Default::default() }).unwrap().len(), 1);
+    assert_eq!(
+        s.list_households(&ListFilter {
+            has_due_tasks: true,
+            ..Default::default()
+        })
+        .unwrap()
+        .len(),
+        1
+    );
     // Recording BCG in a visit marks it done in the same write.
-    let answers = VisitAnswers::from_json(&serde_json::json!({"imm_bcg": today.to_string()})).unwrap();
-    s.add_visit(&NewVisit { member_id: baby.id, date: today, answers, ..Default::default() }).unwrap();
-    let bcg = s.tasks(None, None).unwrap().into_iter().find(|t| t.service == "imm_bcg").unwrap();
+    let answers =
+        VisitAnswers::from_json(&serde_json::json!({"imm_bcg": today.to_string()})).unwrap();
+    s.add_visit(&NewVisit {
+        member_id: baby.id,
+        date: today,
+        answers,
+        ..Default::default()
+    })
+    .unwrap();
+    let bcg = s
+        .tasks(None, None)
+        .unwrap()
+        .into_iter()
+        .find(|t| t.service == "imm_bcg")
+        .unwrap();
     assert_eq!(bcg.status, "done");
     // Another day: computed from the documents, the projection is untouched.
-    let later = s.tasks(Some(today + chrono::Duration::days(400)), None).unwrap();
+    let later = s
+        .tasks(Some(today + chrono::Duration::days(400)), None)
+        .unwrap();
     assert!(later.iter().any(|t| t.service.starts_with("imm_mr")));
     assert!(s.check_consistency().unwrap().is_empty());
 }
