@@ -2,6 +2,8 @@
 //! issue) the sync engine. The `kunjung` binary (`main.rs`) is a thin command-line layer
 //! over this crate and `kunjung-store`.
 
+pub mod export;
+pub mod fhir;
 pub mod seed;
 
 use std::path::{Path, PathBuf};

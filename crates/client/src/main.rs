@@ -121,6 +121,36 @@ enum Cmd {
     Store(StoreCmd),
     #[command(subcommand)]
     Bundle(BundleCmd),
+    /// Monthly recap (PWS) per posyandu, desa or area: JSON, CSV or XLSX.
+    Report {
+        /// The month, YYYY-MM.
+        #[arg(long)]
+        month: String,
+        /// Kode wilayah or prefix (e.g. a kecamatan 32.14.01); default everything.
+        #[arg(long)]
+        area: Option<String>,
+        /// posyandu | desa | area.
+        #[arg(long, default_value = "posyandu")]
+        by: String,
+        /// json | csv | xlsx.
+        #[arg(long, default_value = "json")]
+        format: String,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Export the register: xlsx (one sheet per table + recap), csv (a directory of files)
+    /// or fhir (FHIR R4 transaction Bundle, SATUSEHAT style).
+    Export {
+        #[arg(long)]
+        format: String,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        area: Option<String>,
+        /// Month of the recap sheet (default: this month).
+        #[arg(long)]
+        month: Option<String>,
+    },
     /// Test hook for the crash tests: writes visits, members and edits in a loop and prints
     /// each one after it is committed ("acknowledged").
     #[command(hide = true)]
@@ -688,6 +718,42 @@ fn run(cli: Cli) -> Res {
             let b = s.export_bundle(household)?;
             std::fs::write(&out, &b)?;
             Ok(json!({"out": out, "bytes": b.len()}))
+        }
+        Cmd::Report {
+            month,
+            area,
+            by,
+            format,
+            out,
+        } => {
+            let today = chrono::Local::now().date_naive();
+            kunjung_client::export::run_report(
+                &mut open(&data)?,
+                &month,
+                area.as_deref(),
+                &by,
+                &format,
+                out.as_deref(),
+                today,
+            )
+            .map_err(Failure)
+        }
+        Cmd::Export {
+            format,
+            out,
+            area,
+            month,
+        } => {
+            let today = chrono::Local::now().date_naive();
+            kunjung_client::export::run_export(
+                &mut open(&data)?,
+                &format,
+                &out,
+                area.as_deref(),
+                month.as_deref(),
+                today,
+            )
+            .map_err(Failure)
         }
         Cmd::DebugWriteLoop { household, count } => {
             use std::io::Write;

@@ -12,6 +12,7 @@ pub mod growth;
 pub mod ids;
 pub mod lifestage;
 pub mod model;
+pub mod report;
 pub mod schedule;
 
 pub use checklist::AnswerValue;

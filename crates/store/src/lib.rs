@@ -9,6 +9,7 @@
 mod crypto;
 mod project;
 mod query;
+mod report;
 mod schema;
 mod tasks;
 

@@ -1,0 +1,343 @@
+//! The `kunjung` binary's reports and interoperability commands on real stores: monthly
+//! report, XLSX/CSV export (read back with calamine), FHIR export (validated with the
+//! `fhir.resources` R4 models when KUNJUNG_FHIR_VALIDATOR=1), register import and
+//! duplicate households.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use calamine::{open_workbook_auto, Data, DataType, Reader};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_kunjung");
+
+struct Env {
+    _dir: tempfile::TempDir,
+    data: PathBuf,
+    root: PathBuf,
+}
+
+impl Env {
+    fn new() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let root = dir.path().to_path_buf();
+        let e = Env {
+            _dir: dir,
+            data,
+            root,
+        };
+        e.ok(&["init"]);
+        e
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+    fn run(&self, args: &[&str]) -> (bool, Value, String) {
+        let out = Command::new(BIN)
+            .arg("--data")
+            .arg(&self.data)
+            .args(args)
+            .env_remove("KUNJUNG_PIN")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let v = serde_json::from_str(&stdout).unwrap_or(Value::Null);
+        (
+            out.status.success(),
+            v,
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    }
+    fn ok(&self, args: &[&str]) -> Value {
+        let (ok, v, err) = self.run(args);
+        assert!(ok, "kunjung {args:?} failed: {err}");
+        v
+    }
+    fn seed(&self, n: usize) {
+        self.ok(&[
+            "demo-seed",
+            "--households",
+            &n.to_string(),
+            "--today",
+            "2026-11-24",
+            "--seed",
+            "7",
+        ]);
+    }
+}
+
+fn sheet(path: &Path, name: &str) -> Vec<Vec<Data>> {
+    let mut wb = open_workbook_auto(path).unwrap();
+    let range = wb.worksheet_range(name).unwrap();
+    range.rows().map(|r| r.to_vec()).collect()
+}
+
+fn col(rows: &[Vec<Data>], header_prefix: &str) -> usize {
+    rows[0]
+        .iter()
+        .position(|h| h.to_string().starts_with(header_prefix))
+        .unwrap_or_else(|| panic!("no column {header_prefix}"))
+}
+
+#[test]
+fn report_json_csv_xlsx_agree() {
+    let e = Env::new();
+    e.seed(40);
+    let r = e.ok(&["report", "--month", "2026-10", "--by", "desa"]);
+    assert_eq!(r["month"], "2026-10");
+    let groups = r["groups"].as_array().unwrap();
+    assert!(!groups.is_empty());
+    // Every indicator carries its numbers and its definition in both languages.
+    for g in groups {
+        for i in g["indicators"].as_array().unwrap() {
+            assert!(i["definition_id"].as_str().unwrap().len() > 10, "{i}");
+            assert!(i["definition_en"].as_str().unwrap().len() > 10, "{i}");
+        }
+    }
+    // The demo has balita weighed in October: D/S has a denominator.
+    let ds = r["total"]["indicators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"] == "weighing_ds")
+        .unwrap()
+        .clone();
+    let (d, s) = (
+        ds["numerator"].as_u64().unwrap(),
+        ds["denominator"].as_u64().unwrap(),
+    );
+    assert!(s > 0 && d <= s, "{ds}");
+
+    let xlsx = e.path("rekap.xlsx");
+    e.ok(&[
+        "report",
+        "--month",
+        "2026-10",
+        "--by",
+        "desa",
+        "--format",
+        "xlsx",
+        "--out",
+        xlsx.to_str().unwrap(),
+    ]);
+    let rows = sheet(&xlsx, "rekap");
+    let (gk, ik, num, den) = (
+        col(&rows, "Kelompok"),
+        col(&rows, "Kode indikator"),
+        col(&rows, "Pembilang"),
+        col(&rows, "Penyebut"),
+    );
+    let row = rows
+        .iter()
+        .find(|r| r[gk] == "TOTAL" && r[ik] == "weighing_ds")
+        .unwrap();
+    // Numbers are number cells with the same values as the JSON.
+    assert_eq!(row[num], Data::Float(d as f64));
+    assert_eq!(row[den], Data::Float(s as f64));
+
+    let csv = e.path("rekap.csv");
+    e.ok(&[
+        "report",
+        "--month",
+        "2026-10",
+        "--by",
+        "desa",
+        "--format",
+        "csv",
+        "--out",
+        csv.to_str().unwrap(),
+    ]);
+    let mut rdr = csv::Reader::from_path(&csv).unwrap();
+    let n = rdr
+        .records()
+        .map(|r| r.unwrap())
+        .find(|r| &r[1] == "TOTAL" && &r[3] == "weighing_ds")
+        .map(|r| (r[7].to_string(), r[8].to_string()))
+        .unwrap();
+    assert_eq!(n, (d.to_string(), s.to_string()));
+
+    // A bad month or grouping is a clear error.
+    let (ok, _, err) = e.run(&["report", "--month", "2026-13"]);
+    assert!(!ok && err.contains("YYYY-MM"), "{err}");
+    let (ok, _, err) = e.run(&["report", "--month", "2026-10", "--by", "rt"]);
+    assert!(!ok && err.contains("posyandu|desa|area"), "{err}");
+}
+
+#[test]
+fn xlsx_export_round_trips_typed_values() {
+    let e = Env::new();
+    e.seed(25);
+    let xlsx = e.path("kunjung.xlsx");
+    let r = e.ok(&[
+        "export",
+        "--format",
+        "xlsx",
+        "--out",
+        xlsx.to_str().unwrap(),
+        "--month",
+        "2026-10",
+    ]);
+    let info = e.ok(&["store", "info"]);
+    let wb: calamine::Sheets<_> = open_workbook_auto(&xlsx).unwrap();
+    assert_eq!(
+        wb.sheet_names(),
+        ["rekap", "rumah_tangga", "anggota", "kunjungan", "rujukan"]
+    );
+    let hh = sheet(&xlsx, "rumah_tangga");
+    assert_eq!(hh.len() as i64 - 1, info["households"].as_i64().unwrap());
+    let members = sheet(&xlsx, "anggota");
+    assert_eq!(
+        members.len() as i64 - 1,
+        info["members"].as_i64().unwrap(),
+        "{r}"
+    );
+    let visits = sheet(&xlsx, "kunjungan");
+    assert_eq!(visits.len() as i64 - 1, info["visits"].as_i64().unwrap());
+
+    // Round trip of one household against `household show`.
+    let hid = hh[1][0].to_string();
+    let show = e.ok(&["household", "show", &hid]);
+    let (idc, name, bd, nik) = (
+        col(&members, "ID anggota"),
+        col(&members, "Nama"),
+        col(&members, "Tanggal lahir (birth"),
+        col(&members, "NIK"),
+    );
+    for m in show["members"].as_array().unwrap() {
+        let row = members
+            .iter()
+            .find(|r| r[idc] == m["id"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(row[name].to_string(), m["name"].as_str().unwrap());
+        // Dates are date cells.
+        let d = row[bd]
+            .as_datetime()
+            .expect("birth date is a date cell")
+            .date();
+        assert_eq!(d.to_string(), m["birth_date"].as_str().unwrap());
+        assert!(matches!(row[bd], Data::DateTime(_)));
+        assert_eq!(row[nik].to_string(), m["nik"].as_str().unwrap_or_default());
+    }
+    let (vid, w) = (col(&visits, "ID kunjungan"), col(&visits, "Berat badan"));
+    for v in show["visits"].as_array().unwrap() {
+        let row = visits
+            .iter()
+            .find(|r| r[vid] == v["id"].as_str().unwrap())
+            .unwrap();
+        match v["weight_kg"].as_f64() {
+            Some(kg) => assert_eq!(row[w], Data::Float(kg)),
+            None => assert_eq!(row[w], Data::Empty),
+        }
+    }
+
+    // CSV: a directory with one UTF-8 file per table, same row counts.
+    let dir = e.path("csv");
+    e.ok(&["export", "--format", "csv", "--out", dir.to_str().unwrap()]);
+    for (file, rows) in [
+        ("anggota.csv", members.len()),
+        ("kunjungan.csv", visits.len()),
+    ] {
+        let n = csv::Reader::from_path(dir.join(file))
+            .unwrap()
+            .records()
+            .count();
+        assert_eq!(n + 1, rows, "{file}");
+    }
+    assert!(dir.join("rekap.csv").exists() && dir.join("rujukan.csv").exists());
+}
+
+fn fhir_python() -> Option<PathBuf> {
+    if std::env::var("KUNJUNG_FHIR_VALIDATOR").as_deref() != Ok("1") {
+        return None;
+    }
+    let p = std::env::var_os("KUNJUNG_FHIR_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/fhir-validator/bin/python")
+        });
+    Some(p)
+}
+
+const VALIDATE_PY: &str = r#"
+import json, sys
+import fhir.resources
+from fhir.resources import construct_fhir_element
+from fhir.resources.bundle import Bundle
+assert fhir.resources.__fhir_version__ == "4.0.1", fhir.resources.__fhir_version__
+data = json.load(open(sys.argv[1]))
+Bundle.parse_obj(data)
+# fhir.resources checks structure, types, cardinality and formats; the codes of the
+# required bindings used here are checked too.
+REQUIRED = {
+    ("Patient", "gender"): {"male", "female", "other", "unknown"},
+    ("RelatedPerson", "gender"): {"male", "female", "other", "unknown"},
+    ("Encounter", "status"): {"planned", "arrived", "triaged", "in-progress", "onleave", "finished", "cancelled", "entered-in-error", "unknown"},
+    ("Observation", "status"): {"registered", "preliminary", "final", "amended", "corrected", "cancelled", "entered-in-error", "unknown"},
+    ("Immunization", "status"): {"completed", "entered-in-error", "not-done"},
+    ("ServiceRequest", "status"): {"draft", "active", "on-hold", "revoked", "completed", "entered-in-error", "unknown"},
+    ("ServiceRequest", "intent"): {"proposal", "plan", "directive", "order", "original-order", "reflex-order", "filler-order", "instance-order", "option"},
+}
+assert data["type"] == "transaction"
+counts = {}
+for e in data["entry"]:
+    r = e["resource"]
+    assert e["request"]["method"] == "POST" and e["request"]["url"] == r["resourceType"], e["request"]
+    for (rt, field), allowed in REQUIRED.items():
+        if r["resourceType"] == rt and field in r:
+            assert r[field] in allowed, (rt, field, r[field])
+    construct_fhir_element(r["resourceType"], r)
+    counts[r["resourceType"]] = counts.get(r["resourceType"], 0) + 1
+print(json.dumps(counts))
+"#;
+
+#[test]
+fn fhir_export_of_demo_data_validates() {
+    let e = Env::new();
+    e.seed(30);
+    let out = e.path("bundle.json");
+    let r = e.ok(&["export", "--format", "fhir", "--out", out.to_str().unwrap()]);
+    let b: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(b["resourceType"], "Bundle");
+    assert_eq!(b["type"], "transaction");
+    let entries = b["entry"].as_array().unwrap();
+    assert_eq!(entries.len() as u64, r["entries"].as_u64().unwrap());
+    let info = e.ok(&["store", "info"]);
+    let patients = entries
+        .iter()
+        .filter(|e| e["resource"]["resourceType"] == "Patient")
+        .count();
+    assert_eq!(patients as i64, info["members"].as_i64().unwrap());
+    // NIK identifiers use the SATUSEHAT system.
+    assert!(entries
+        .iter()
+        .any(|e| e["resource"]["identifier"][0]["system"] == "https://fhir.kemkes.go.id/id/nik"));
+    // Body weight observations carry LOINC 29463-7 in kg.
+    let w = entries
+        .iter()
+        .find(|e| e["resource"]["code"]["coding"][0]["code"] == "29463-7")
+        .unwrap();
+    assert_eq!(w["resource"]["valueQuantity"]["code"], "kg");
+
+    let Some(py) = fhir_python() else {
+        eprintln!(
+            "NOTICE: FHIR validation skipped (set KUNJUNG_FHIR_VALIDATOR=1; `cargo xtask test` installs fhir.resources)"
+        );
+        assert!(
+            std::env::var("KUNJUNG_REQUIRE_FHIR").as_deref() != Ok("1"),
+            "KUNJUNG_REQUIRE_FHIR=1 but the validator is not enabled"
+        );
+        return;
+    };
+    let script = e.path("validate.py");
+    std::fs::write(&script, VALIDATE_PY).unwrap();
+    let o = Command::new(&py).arg(&script).arg(&out).output().unwrap();
+    assert!(
+        o.status.success(),
+        "FHIR R4 validation failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let counts: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(counts["Patient"].as_u64().unwrap() as usize, patients);
+    assert!(counts["Observation"].as_u64().unwrap() > 0);
+}
