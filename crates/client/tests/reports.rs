@@ -341,3 +341,218 @@ fn fhir_export_of_demo_data_validates() {
     assert_eq!(counts["Patient"].as_u64().unwrap() as usize, patients);
     assert!(counts["Observation"].as_u64().unwrap() > 0);
 }
+
+const REGISTER: &str = "\
+Register Keluarga Desa Sukamaju,,,,,,,,,
+No. KK,NIK,Nama,Tanggal Lahir,Jenis Kelamin,Hubungan Keluarga,Alamat,RT,RW,Dusun
+3214010101090001,3214011203800001,Budi Santoso,12/03/1980,L,Kepala Keluarga,Jl. Mawar 1,3,1,Krajan
+3214010101090001,3214015507850002,Siti Rahma,15-07-1985,P,Istri,Jl. Mawar 1,3,1,Krajan
+3214010101090001,,Ani Lestari,2019-01-05,P,Anak,Jl. Mawar 1,3,1,Krajan
+3214010101090001,,,01/01/2000,L,Anak,Jl. Mawar 1,3,1,Krajan
+3214010101090002,3214011102900003,Joko Susilo,31/02/1990,L,Kepala Keluarga,Jl. Melati 2,4,1,Krajan
+3214010101090002,3214015205940001,Dewi Anggraini,12/05/1994,P,Istri,Jl. Melati 2,4,1,Krajan
+3214010101090002,321401101092000,Rudi Hartono,10/10/1992,L,Saudara,Jl. Melati 2,4,1,Krajan
+";
+
+fn counts(e: &Env) -> (i64, i64) {
+    let i = e.ok(&["store", "info"]);
+    (
+        i["households"].as_i64().unwrap(),
+        i["members"].as_i64().unwrap(),
+    )
+}
+
+#[test]
+fn csv_import_reports_bad_rows_and_is_idempotent() {
+    let e = Env::new();
+    // A member already in the store: Dewi, NIK 3214015205940001.
+    let h = e.ok(&[
+        "household",
+        "add",
+        "--area",
+        "32.14.01.2001",
+        "--rt",
+        "4",
+        "--rw",
+        "1",
+    ]);
+    let hid = h["id"].as_str().unwrap().to_string();
+    e.ok(&[
+        "member",
+        "add",
+        "--household",
+        &hid,
+        "--name",
+        "Dewi Anggraini",
+        "--sex",
+        "F",
+        "--birth-date",
+        "1994-05-12",
+        "--nik",
+        "3214015205940001",
+    ]);
+    let csv = e.path("register.csv");
+    std::fs::write(&csv, REGISTER).unwrap();
+    let before = counts(&e);
+    assert_eq!(before, (1, 1));
+
+    // Dry run: the full report, nothing written.
+    let dry = e.ok(&[
+        "import",
+        csv.to_str().unwrap(),
+        "--dry-run",
+        "--area",
+        "32.14.01.2001",
+        "--posyandu",
+        "psy-1",
+    ]);
+    assert_eq!(counts(&e), before, "--dry-run changed the store");
+    // Row numbers as the spreadsheet shows them (title row 1, header row 2, data from 3):
+    // row 6 has no name, row 7 an impossible date (31 February), row 8 is Dewi again.
+    assert_eq!(dry["rejected_rows"], serde_json::json!([6, 7, 8]));
+    assert_eq!(dry["rows"], 7);
+    assert_eq!(dry["imported_members"], 4);
+    let errors = dry["errors"].as_array().unwrap();
+    let by_row = |r: u64| -> Vec<&Value> { errors.iter().filter(|x| x["row"] == r).collect() };
+    assert_eq!(by_row(6)[0]["column"], "nama");
+    assert!(by_row(6)[0]["reason_en"]
+        .as_str()
+        .unwrap()
+        .contains("name is required"));
+    assert_eq!(by_row(7)[0]["column"], "tanggal lahir");
+    assert!(by_row(7)[0]["reason_id"]
+        .as_str()
+        .unwrap()
+        .contains("31/02/1990"));
+    assert_eq!(by_row(8)[0]["column"], "nik");
+    let dups = dry["duplicates"].as_array().unwrap();
+    assert_eq!(dups.len(), 1);
+    assert_eq!(dups[0]["row"], 8);
+    assert_eq!(dups[0]["against"], "store");
+    assert_eq!(dups[0]["household_id"], hid.as_str());
+    // The 15-digit NIK (row 9) is imported with a warning.
+    let warns = dry["warnings"].as_array().unwrap();
+    assert!(
+        warns.iter().any(|w| w["row"] == 9 && w["column"] == "nik"),
+        "{warns:?}"
+    );
+
+    // The real import: the same figures, and the store has them.
+    let r = e.ok(&[
+        "import",
+        csv.to_str().unwrap(),
+        "--area",
+        "32.14.01.2001",
+        "--posyandu",
+        "psy-1",
+    ]);
+    assert_eq!(r["imported_members"], 4);
+    assert_eq!(r["rejected_rows"], dry["rejected_rows"]);
+    // KK ...0001 → a new household of 3; KK ...0002 → a new household with Rudi only.
+    assert_eq!(r["households_created"], 2);
+    assert_eq!(counts(&e), (3, 5));
+    let found = e.ok(&["search", "Rudi"]);
+    assert_eq!(found[0]["nik"], "321401101092000");
+    let found = e.ok(&["search", "Joko"]);
+    assert_eq!(
+        found.as_array().unwrap().len(),
+        0,
+        "a rejected row was imported"
+    );
+    let list = e.ok(&["household", "list", "--posyandu", "psy-1"]);
+    let budi = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["head_name"] == "Budi Santoso")
+        .unwrap();
+    assert_eq!(budi["member_count"], 3);
+    assert_eq!(budi["rt"], "003");
+
+    // Twice: nothing more.
+    let again = e.ok(&[
+        "import",
+        csv.to_str().unwrap(),
+        "--area",
+        "32.14.01.2001",
+        "--posyandu",
+        "psy-1",
+    ]);
+    assert_eq!(again["imported_members"], 0);
+    assert_eq!(counts(&e), (3, 5));
+    // Every good row is now reported as a duplicate of a stored member.
+    let dup_rows: Vec<u64> = again["duplicates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["row"].as_u64().unwrap())
+        .collect();
+    assert_eq!(dup_rows, [3, 4, 5, 8, 9]);
+}
+
+#[test]
+fn xlsx_register_with_date_cells_imports() {
+    use rust_xlsxwriter::{Format, Workbook};
+    let e = Env::new();
+    let path = e.path("register.xlsx");
+    let mut wb = Workbook::new();
+    let ws = wb.add_worksheet();
+    let date = Format::new().set_num_format("dd/mm/yyyy");
+    for (c, h) in [
+        "Nomor KK",
+        "NIK",
+        "Nama Lengkap",
+        "Tgl. Lahir",
+        "L/P",
+        "SHDK",
+        "RT",
+        "RW",
+        "Kode Wilayah",
+    ]
+    .iter()
+    .enumerate()
+    {
+        ws.write_string(0, c as u16, *h).unwrap();
+    }
+    let rows = [
+        (
+            "3214010101090009",
+            "3214011203800009",
+            "Agus",
+            (1980, 3, 12),
+            "L",
+            "Kepala Keluarga",
+        ),
+        ("3214010101090009", "", "Putri", (2024, 6, 1), "P", "Anak"),
+    ];
+    for (i, (kk, nik, name, (y, m, d), sex, rel)) in rows.iter().enumerate() {
+        let r = i as u32 + 1;
+        ws.write_string(r, 0, *kk).unwrap();
+        ws.write_string(r, 1, *nik).unwrap();
+        ws.write_string(r, 2, *name).unwrap();
+        let dt = chrono::NaiveDate::from_ymd_opt(*y, *m, *d).unwrap();
+        ws.write_date_with_format(r, 3, dt, &date).unwrap();
+        ws.write_string(r, 4, *sex).unwrap();
+        ws.write_string(r, 5, *rel).unwrap();
+        ws.write_number(r, 6, 2.0).unwrap();
+        ws.write_number(r, 7, 5.0).unwrap();
+        ws.write_number(r, 8, 3214012001.0).unwrap();
+    }
+    wb.save(&path).unwrap();
+    let r = e.ok(&["import", path.to_str().unwrap()]);
+    assert_eq!(r["imported_members"], 2, "{r}");
+    assert_eq!(r["errors"], serde_json::json!([]));
+    let hh = e.ok(&["household", "list"]);
+    let id = hh[0]["id"].as_str().unwrap();
+    let show = e.ok(&["household", "show", id]);
+    assert_eq!(show["household"]["area_code"], "32.14.01.2001");
+    assert_eq!(show["household"]["rw"], "005");
+    let putri = show["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "Putri")
+        .unwrap();
+    assert_eq!(putri["birth_date"], "2024-06-01");
+    assert_eq!(putri["relation"], "child");
+}
