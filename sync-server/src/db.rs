@@ -335,6 +335,21 @@ impl Db {
         Ok(db)
     }
 
+    /// This database's random identity (made on first use, kept by backup and restore).
+    pub fn server_id(&self) -> Result<String, DbError> {
+        self.tx(false, |t| {
+            let id: String = (0..16).map(|_| format!("{:02x}", rand::random::<u8>())).collect();
+            t.exec(
+                "INSERT INTO meta(key, value) VALUES ('server_id', $1) ON CONFLICT (key) DO NOTHING",
+                &[id.into()],
+            )?;
+            Ok(t.query("SELECT value FROM meta WHERE key = 'server_id'", &[])?[0][0]
+                .text()
+                .unwrap_or_default()
+                .to_string())
+        })
+    }
+
     pub fn backend(&self) -> &'static str {
         match self {
             Db::Sqlite { .. } => "sqlite",

@@ -50,19 +50,21 @@ pub const JSON_BODY_LIMIT: usize = 64 * 1024;
 /// Shared server state.
 pub struct AppState {
     pub db: Db,
+    pub server_id: String,
     pub limiter: LoginLimiter,
     pub metrics: Metrics,
     pub timeout: Duration,
 }
 
 impl AppState {
-    pub fn new(db: Db) -> Arc<AppState> {
-        Arc::new(AppState {
+    pub fn new(db: Db) -> Result<Arc<AppState>, crate::db::DbError> {
+        Ok(Arc::new(AppState {
+            server_id: db.server_id()?,
             db,
             limiter: LoginLimiter::default(),
             metrics: Metrics::default(),
             timeout: Duration::from_secs(60),
-        })
+        }))
     }
 }
 
@@ -232,6 +234,7 @@ async fn login(
                     scope: kunjung_protocol::Scope::for_role(a.role, &a.posyandu, &a.areas),
                     username: a.username,
                     role: a.role,
+                    server_id: st.server_id.clone(),
                 }))
             }
             Err(e) => {

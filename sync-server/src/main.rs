@@ -107,7 +107,7 @@ fn run(cli: Cli) -> Result<()> {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
-            rt.block_on(http::serve(http::AppState::new(db), &listen))?;
+            rt.block_on(http::serve(http::AppState::new(db)?, &listen))?;
         }
         Cmd::User(u) => match u {
             UserCmd::Add {

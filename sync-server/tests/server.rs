@@ -457,7 +457,7 @@ fn http_routes_match_openapi_and_errors_are_json() {
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = kunjung_sync_server::http::router(AppState::new(db));
+    let app = kunjung_sync_server::http::router(AppState::new(db).unwrap());
     rt.spawn(async move { axum::serve(listener, app).await });
     let base = format!("http://{addr}");
     let c = reqwest::blocking::Client::new();

@@ -4,8 +4,8 @@
 
 pub mod export;
 pub mod fhir;
-pub mod import;
 pub mod seed;
+pub mod sync;
 
 use std::path::{Path, PathBuf};
 

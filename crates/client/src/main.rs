@@ -117,6 +117,17 @@ enum Cmd {
         #[arg(long)]
         today: Option<NaiveDate>,
     },
+    /// Sync with the server: push local changes, pull the user's scope (password in
+    /// KUNJUNG_PASSWORD). Progress on stderr; JSON summary on stdout.
+    Sync {
+        #[arg(long, env = "KUNJUNG_SERVER")]
+        server: String,
+        #[arg(long)]
+        user: String,
+        /// Households per page.
+        #[arg(long)]
+        page_size: Option<u32>,
+    },
     #[command(subcommand)]
     Store(StoreCmd),
     #[command(subcommand)]
@@ -150,19 +161,6 @@ enum Cmd {
         /// Month of the recap sheet (default: this month).
         #[arg(long)]
         month: Option<String>,
-    },
-    /// Import a household register (CSV or XLSX): rows checked, errors and suspected
-    /// duplicates reported per row; --dry-run writes nothing.
-    Import {
-        file: PathBuf,
-        #[arg(long)]
-        dry_run: bool,
-        /// Kode wilayah for rows without one.
-        #[arg(long)]
-        area: Option<String>,
-        /// Posyandu for rows without one.
-        #[arg(long)]
-        posyandu: Option<String>,
     },
     /// Test hook for the crash tests: writes visits, members and edits in a loop and prints
     /// each one after it is committed ("acknowledged").
@@ -690,6 +688,20 @@ fn run(cli: Cli) -> Res {
                 json!({"households": households, "members": members, "visits": visit_count, "seed": seed, "today": today}),
             )
         }
+        Cmd::Sync {
+            server,
+            user,
+            page_size,
+        } => {
+            let mut s = open(&data)?;
+            let password = std::env::var("KUNJUNG_PASSWORD")
+                .ok()
+                .filter(|p| !p.is_empty());
+            let mut o = kunjung_client::sync::SyncOptions::new(&server, &user, password);
+            o.page_size = page_size;
+            let r = kunjung_client::sync::sync(&mut s, &o, &mut |p| eprintln!("{}", p.line()));
+            Ok(to_json(&r.map_err(|e| Failure(e.to_string()))?))
+        }
         Cmd::Store(c) => {
             let mut s = open(&data)?;
             match c {
@@ -767,22 +779,6 @@ fn run(cli: Cli) -> Res {
                 today,
             )
             .map_err(Failure)
-        }
-        Cmd::Import {
-            file,
-            dry_run,
-            area,
-            posyandu,
-        } => {
-            let opts = kunjung_client::import::ImportOptions {
-                dry_run,
-                area,
-                posyandu,
-            };
-            let today = chrono::Local::now().date_naive();
-            kunjung_client::import::import_file(&mut open(&data)?, &file, &opts, today)
-                .map(|r| to_json(&r))
-                .map_err(|e| Failure(e.to_string()))
         }
         Cmd::DebugWriteLoop { household, count } => {
             use std::io::Write;

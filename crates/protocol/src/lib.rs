@@ -159,6 +159,10 @@ pub struct LoginResponse {
     pub username: String,
     pub role: Role,
     pub scope: Scope,
+    /// Identifies the server's database: a device's cursor is only valid for the server
+    /// that issued it, whatever its address.
+    #[serde(default)]
+    pub server_id: String,
 }
 
 /// `GET /v1/health` (JSON).

@@ -1,0 +1,448 @@
+//! The client sync engine (SPEC §4): pushes the store's unsynced changes and pulls the
+//! user's scope from the sync server, page by page, until both sides are done.
+//!
+//! Safe to interrupt anywhere: a change is marked synced only when the server's receipt
+//! (a digest over exactly the acknowledged hashes) matches, and the cursor is saved only
+//! after its page is stored, so a retry repeats at most one page, which applies
+//! idempotently. Network errors and server unavailability are retried with backoff; an
+//! expired or revoked token leads to one fresh login.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use kunjung_protocol::{
+    ack_digest, decode, encode, ByteBuf, Cursor, ErrorBody, HouseholdChanges, LoginRequest,
+    LoginResponse, SyncRequest, SyncResponse, CONTENT_TYPE_CBOR, ENCODING_ZSTD, PROTOCOL_VERSION,
+    VERSION_HEADER,
+};
+use kunjung_store::{Store, StoreError};
+use serde::Serialize;
+use uuid::Uuid;
+
+const META_SERVER_ID: &str = "sync.server_id";
+const META_USER: &str = "sync.user";
+const META_TOKEN: &str = "sync.token";
+const META_TOKEN_EXPIRES: &str = "sync.token_expires_ms";
+const META_CURSOR: &str = "sync.cursor";
+const META_VERIFIED_AT: &str = "sync.verified_at_ms";
+
+/// Errors of a sync.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("server menjawab {status}: {message} [{code}]")]
+    Server {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    #[error("tidak dapat menghubungi server setelah {tries} percobaan: {last} (cannot reach the server)")]
+    Network { tries: u32, last: String },
+    #[error(transparent)]
+    Protocol(#[from] kunjung_protocol::ProtocolError),
+    #[error(
+        "kata sandi diperlukan: isi KUNJUNG_PASSWORD (password required: set KUNJUNG_PASSWORD)"
+    )]
+    PasswordRequired,
+}
+
+impl SyncError {
+    /// Stable machine-readable code.
+    pub fn code(&self) -> &str {
+        match self {
+            SyncError::Store(e) => e.code(),
+            SyncError::Server { code, .. } => code,
+            SyncError::Network { .. } => "network",
+            SyncError::Protocol(e) => e.code(),
+            SyncError::PasswordRequired => "password_required",
+        }
+    }
+}
+
+/// What to sync with.
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    /// Base URL, e.g. `http://127.0.0.1:8080`.
+    pub server: String,
+    pub username: String,
+    /// Needed only when there is no valid token in the store.
+    pub password: Option<String>,
+    /// Households per page (the server caps it).
+    pub page_size: Option<u32>,
+    /// Local changes pushed per request.
+    pub max_push: usize,
+    /// Tries per request on network errors or an unavailable server.
+    pub tries: u32,
+    /// First backoff delay; doubles each try.
+    pub backoff: Duration,
+}
+
+impl SyncOptions {
+    pub fn new(server: &str, username: &str, password: Option<String>) -> SyncOptions {
+        SyncOptions {
+            server: server.trim_end_matches('/').to_string(),
+            username: username.to_string(),
+            password,
+            page_size: None,
+            max_push: 5000,
+            tries: 6,
+            backoff: Duration::from_millis(250),
+        }
+    }
+}
+
+/// A pushed change the server refused, as shown to the user.
+#[derive(Debug, Clone, Serialize)]
+pub struct RejectedChange {
+    pub household_id: Uuid,
+    pub code: String,
+    pub message: String,
+}
+
+/// The JSON summary `kunjung sync` prints.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SyncSummary {
+    /// Local changes the server acknowledged in this sync.
+    pub pushed: usize,
+    /// Changes and snapshots received and stored.
+    pub pulled: usize,
+    /// HTTP requests made (logins included).
+    pub round_trips: usize,
+    /// HTTP/1.1 bytes: request and status lines, headers and bodies.
+    pub bytes_sent: usize,
+    pub bytes_received: usize,
+    /// True only when the server acknowledged every local change.
+    pub verified: bool,
+    /// Local changes still waiting for the server.
+    pub unsynced: i64,
+    pub snapshots: usize,
+    pub dropped: usize,
+    pub rejected: Vec<RejectedChange>,
+}
+
+/// Progress of a sync, reported after each page.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    pub page: usize,
+    /// Households in this pull and how many remain.
+    pub total: u64,
+    pub remaining: u64,
+    pub pushed: usize,
+    pub pulled: usize,
+}
+
+impl Progress {
+    /// One line for stderr, Bahasa Indonesia first.
+    pub fn line(&self) -> String {
+        let done = self.total.saturating_sub(self.remaining);
+        let pct = (done * 100).checked_div(self.total).unwrap_or(100);
+        format!(
+            "sinkronisasi: halaman {}, {}/{} rumah tangga ({}%), terkirim {}, diterima {} (sync: page {}, {}/{} households, pushed {}, pulled {})",
+            self.page, done, self.total, pct, self.pushed, self.pulled, self.page, done, self.total, self.pushed, self.pulled
+        )
+    }
+}
+
+struct Http {
+    client: reqwest::blocking::Client,
+    opts: SyncOptions,
+    summary: SyncSummary,
+}
+
+enum Answer {
+    Ok(Vec<u8>),
+    Err(u16, ErrorBody),
+}
+
+fn header_bytes(h: &reqwest::header::HeaderMap) -> usize {
+    h.iter()
+        .map(|(k, v)| k.as_str().len() + 2 + v.len() + 2)
+        .sum()
+}
+
+impl Http {
+    fn post(
+        &mut self,
+        path: &str,
+        token: Option<&str>,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<Answer, SyncError> {
+        let url = format!("{}{}", self.opts.server, path);
+        let mut last = String::new();
+        let mut delay = self.opts.backoff;
+        for attempt in 1..=self.opts.tries.max(1) {
+            let mut req = self
+                .client
+                .post(&url)
+                .header(VERSION_HEADER, PROTOCOL_VERSION.to_string())
+                .header(reqwest::header::CONTENT_TYPE, content_type)
+                .body(body.clone());
+            if content_type == CONTENT_TYPE_CBOR {
+                req = req
+                    .header(reqwest::header::CONTENT_ENCODING, ENCODING_ZSTD)
+                    .header(reqwest::header::ACCEPT, CONTENT_TYPE_CBOR);
+            }
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            let req = req.build().map_err(|e| SyncError::Network {
+                tries: attempt,
+                last: e.to_string(),
+            })?;
+            let host = req.url().host_str().map(|h| h.len() + 12).unwrap_or(0);
+            let sent = format!("POST {path} HTTP/1.1\r\n").len()
+                + header_bytes(req.headers())
+                + host
+                + 24 // content-length
+                + 2
+                + body.len();
+            self.summary.round_trips += 1;
+            self.summary.bytes_sent += sent;
+            match self.client.execute(req) {
+                Err(e) => last = e.to_string(),
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let headers = resp.headers().clone();
+                    let bytes = resp.bytes();
+                    match bytes {
+                        Err(e) => last = e.to_string(),
+                        Ok(b) => {
+                            self.summary.bytes_received +=
+                                17 + header_bytes(&headers) + 2 + b.len();
+                            if status == 200 || status == 204 {
+                                return Ok(Answer::Ok(b.to_vec()));
+                            }
+                            let err: ErrorBody = serde_json::from_slice(&b).unwrap_or(ErrorBody {
+                                code: format!("http_{status}"),
+                                message: String::from_utf8_lossy(&b).into_owned(),
+                            });
+                            // Worth retrying: the server is restarting or overloaded.
+                            if matches!(status, 500 | 502 | 503 | 504) {
+                                last = format!("{status} {}", err.message);
+                            } else {
+                                return Ok(Answer::Err(status, err));
+                            }
+                        }
+                    }
+                }
+            }
+            if attempt < self.opts.tries {
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+        Err(SyncError::Network {
+            tries: self.opts.tries,
+            last,
+        })
+    }
+
+    fn login(&mut self, store: &Store) -> Result<String, SyncError> {
+        let password = self
+            .opts
+            .password
+            .clone()
+            .ok_or(SyncError::PasswordRequired)?;
+        let body = serde_json::to_vec(&LoginRequest {
+            username: self.opts.username.clone(),
+            password,
+            device_id: store.device_id(),
+        })
+        .unwrap_or_default();
+        match self.post("/v1/login", None, "application/json", body)? {
+            Answer::Ok(b) => {
+                let r: LoginResponse = serde_json::from_slice(&b).map_err(|e| {
+                    SyncError::Protocol(kunjung_protocol::ProtocolError::Decode(e.to_string()))
+                })?;
+                // Another server (not just another address): its cursor means nothing here.
+                if store.meta(META_SERVER_ID)?.as_deref() != Some(r.server_id.as_str()) {
+                    reset(store)?;
+                    store.set_meta(META_SERVER_ID, &r.server_id)?;
+                }
+                store.set_meta(META_TOKEN, &r.token)?;
+                store.set_meta(META_TOKEN_EXPIRES, &r.expires_at_ms.to_string())?;
+                Ok(r.token)
+            }
+            Answer::Err(status, e) => Err(SyncError::Server {
+                status,
+                code: e.code,
+                message: e.message,
+            }),
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Forgets the sync position and token (a new server or user), so the next sync starts
+/// over with snapshots.
+pub fn reset(store: &Store) -> Result<(), StoreError> {
+    for k in [META_TOKEN, META_TOKEN_EXPIRES, META_CURSOR] {
+        store.set_meta(k, "")?;
+    }
+    Ok(())
+}
+
+/// Syncs the store with the server until nothing is left to push or pull.
+pub fn sync(
+    store: &mut Store,
+    opts: &SyncOptions,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<SyncSummary, SyncError> {
+    let client = reqwest::blocking::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(120))
+        .build()
+        .map_err(|e| SyncError::Network {
+            tries: 0,
+            last: e.to_string(),
+        })?;
+    let mut http = Http {
+        client,
+        opts: opts.clone(),
+        summary: SyncSummary::default(),
+    };
+    if store.meta(META_USER)?.as_deref() != Some(opts.username.as_str()) {
+        reset(store)?;
+        store.set_meta(META_USER, &opts.username)?;
+    }
+    let mut token = store.meta(META_TOKEN)?.filter(|t| !t.is_empty());
+    let expires: i64 = store
+        .meta(META_TOKEN_EXPIRES)?
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    if expires <= now_ms() + 60_000 {
+        token = None;
+    }
+    let mut token = match token {
+        Some(t) => t,
+        None => http.login(store)?,
+    };
+
+    let mut page = 0;
+    let mut relogged = false;
+    loop {
+        let pending = store.unsynced(opts.max_push.max(1))?;
+        let full_batch = pending.len() >= opts.max_push.max(1);
+        let mut groups: Vec<HouseholdChanges> = Vec::new();
+        let mut index: BTreeMap<Uuid, usize> = BTreeMap::new();
+        for p in &pending {
+            let i = *index.entry(p.household_id).or_insert_with(|| {
+                groups.push(HouseholdChanges {
+                    household_id: p.household_id,
+                    changes: Vec::new(),
+                });
+                groups.len() - 1
+            });
+            groups[i].changes.push(ByteBuf::from(p.bytes.clone()));
+        }
+        let cursor = store
+            .meta(META_CURSOR)?
+            .filter(|c| !c.is_empty())
+            .and_then(|c| Cursor::from_text(&c).ok());
+        let req = SyncRequest {
+            cursor,
+            changes: groups,
+            page_size: opts.page_size,
+        };
+        let body = encode(&req)?;
+        let resp: SyncResponse =
+            match http.post("/v1/sync", Some(&token), CONTENT_TYPE_CBOR, body)? {
+                Answer::Ok(b) => decode(&b)?,
+                Answer::Err(401, _) if !relogged => {
+                    relogged = true;
+                    token = http.login(store)?;
+                    continue;
+                }
+                Answer::Err(status, e) => {
+                    return Err(SyncError::Server {
+                        status,
+                        code: e.code,
+                        message: e.message,
+                    })
+                }
+            };
+        page += 1;
+
+        // The receipt: exactly the pushed hashes minus the rejected ones.
+        let mut rejected_households = HashSet::new();
+        let mut rejected_hashes = HashSet::new();
+        for r in &resp.rejected {
+            match &r.hash {
+                Some(h) => {
+                    rejected_hashes.insert(h.to_vec());
+                }
+                None => {
+                    rejected_households.insert(r.household_id);
+                }
+            }
+            http.summary.rejected.push(RejectedChange {
+                household_id: r.household_id,
+                code: r.code.clone(),
+                message: r.message.clone(),
+            });
+        }
+        let expected: Vec<Vec<u8>> = pending
+            .iter()
+            .filter(|p| {
+                !rejected_households.contains(&p.household_id) && !rejected_hashes.contains(&p.hash)
+            })
+            .map(|p| p.hash.clone())
+            .collect();
+        let digest = ack_digest(expected.iter().map(|h| h.as_slice()));
+        let newly_acked = if resp.acked as usize == expected.len()
+            && resp.acked_digest.as_slice() == digest.as_slice()
+        {
+            let n = expected.len();
+            store.mark_synced_hashes(expected)?;
+            n
+        } else {
+            // Not a receipt for what was sent: nothing is marked; the next sync resends.
+            0
+        };
+        http.summary.pushed += newly_acked;
+
+        // Store the page, then the cursor.
+        for id in &resp.drops {
+            if store.has_household(*id)? {
+                store.drop_household(*id)?;
+                http.summary.dropped += 1;
+            }
+        }
+        for s in &resp.snapshots {
+            store.apply_document(&s.bytes, true)?;
+            http.summary.snapshots += 1;
+            http.summary.pulled += 1;
+        }
+        for g in &resp.changes {
+            let changes: Vec<Vec<u8>> = g.changes.iter().map(|c| c.to_vec()).collect();
+            store.apply_changes(g.household_id, &changes, true)?;
+            http.summary.pulled += changes.len();
+        }
+        store.set_meta(META_CURSOR, &resp.next_cursor.to_text())?;
+        progress(&Progress {
+            page,
+            total: resp.total,
+            remaining: resp.remaining,
+            pushed: http.summary.pushed,
+            pulled: http.summary.pulled,
+        });
+        if !resp.more && (!full_batch || newly_acked == 0) {
+            break;
+        }
+    }
+    let unsynced = store.unsynced_count()?;
+    let mut summary = http.summary;
+    summary.unsynced = unsynced;
+    // Changes are marked synced only on a matching receipt, so none left means every
+    // local change was acknowledged by the server.
+    summary.verified = unsynced == 0;
+    if summary.verified {
+        store.set_meta(META_VERIFIED_AT, &now_ms().to_string())?;
+    }
+    Ok(summary)
+}

@@ -1,0 +1,657 @@
+//! Multi-device sync through real `kunjung-server` processes over HTTP (SPEC §4): devices
+//! edit offline and converge in any order, scopes hold for every role and endpoint,
+//! disabled accounts stop at once, and a server killed mid-sync loses and duplicates
+//! nothing. Each scenario runs on SQLite; the convergence scenario also on PostgreSQL
+//! when `KUNJUNG_TEST_POSTGRES` is set (required with `KUNJUNG_REQUIRE_POSTGRES=1`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use kunjung_client::sync::{sync, SyncError, SyncOptions, SyncSummary};
+use kunjung_core::checklist::AnswerValue;
+use kunjung_core::{FieldEdit, NewHousehold, NewMember, NewVisit, Sex};
+use kunjung_protocol::{ByteBuf, HouseholdChanges, SyncRequest, SyncResponse, VERSION_HEADER};
+use kunjung_store::Store;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use uuid::Uuid;
+
+const DESA_A: &str = "32.14.01.2001";
+const DESA_A2: &str = "32.14.01.2002";
+const DESA_B: &str = "32.15.01.2001";
+const PASSWORD: &str = "kata-sandi-uji";
+
+/// The `kunjung-server` binary of this build (built once if missing).
+fn server_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().unwrap();
+        let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+        let bin = profile_dir.join("kunjung-server");
+        if !bin.exists() {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let status = Command::new(cargo)
+                .args([
+                    "build",
+                    "-p",
+                    "kunjung-sync-server",
+                    "--bin",
+                    "kunjung-server",
+                ])
+                .arg("--target-dir")
+                .arg(profile_dir.parent().unwrap())
+                .status()
+                .unwrap();
+            assert!(status.success(), "building kunjung-server failed");
+        }
+        bin
+    })
+}
+
+/// A server process on a database, bound to port 0.
+struct Server {
+    db: String,
+    child: Option<Child>,
+    url: String,
+}
+
+impl Server {
+    fn start(db: &str) -> Server {
+        let mut s = Server {
+            db: db.to_string(),
+            child: None,
+            url: String::new(),
+        };
+        s.restart();
+        s
+    }
+
+    fn restart(&mut self) {
+        let mut child = Command::new(server_bin())
+            .args(["--db", &self.db, "serve", "--listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected server output: {line:?}"));
+        self.url = addr.to_string();
+        self.child = Some(child);
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn admin(&self, args: &[&str]) {
+        let out = Command::new(server_bin())
+            .args(["--db", &self.db])
+            .args(args)
+            .env("KUNJUNG_PASSWORD", PASSWORD)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn add_user(&self, name: &str, role: &str, scope: &[&str]) {
+        let mut args = vec!["user", "add", "--username", name, "--role", role];
+        for s in scope {
+            args.push(if role == "kader" {
+                "--posyandu"
+            } else {
+                "--area"
+            });
+            args.push(s);
+        }
+        self.admin(&args);
+    }
+
+    fn metric(&self, name: &str) -> i64 {
+        let text = reqwest::blocking::get(format!("{}/metrics", self.url))
+            .unwrap()
+            .text()
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn sqlite_db(dir: &Path) -> String {
+    format!("sqlite:{}", dir.join("server.db").display())
+}
+
+/// The PostgreSQL database for a test, in its own schema, if configured.
+fn postgres_db(test: &str) -> Option<String> {
+    match std::env::var("KUNJUNG_TEST_POSTGRES") {
+        Ok(url) if !url.is_empty() => {
+            let sep = if url.contains('?') { '&' } else { '?' };
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos();
+            Some(format!(
+                "{url}{sep}schema=m_{test}_{}_{nanos}",
+                std::process::id()
+            ))
+        }
+        _ => {
+            assert!(
+                std::env::var("KUNJUNG_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+                "KUNJUNG_REQUIRE_POSTGRES=1 but KUNJUNG_TEST_POSTGRES is not set"
+            );
+            eprintln!("notice: KUNJUNG_TEST_POSTGRES not set; {test} skips PostgreSQL");
+            None
+        }
+    }
+}
+
+struct Device {
+    store: Store,
+    user: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Device {
+    fn new(user: &str) -> Device {
+        let dir = tempfile::tempdir().unwrap();
+        Device {
+            store: Store::init(dir.path(), None, user).unwrap(),
+            user: user.to_string(),
+            _dir: dir,
+        }
+    }
+
+    fn options(&self, server: &Server) -> SyncOptions {
+        let mut o = SyncOptions::new(&server.url, &self.user, Some(PASSWORD.into()));
+        o.backoff = Duration::from_millis(20);
+        o.tries = 3;
+        o
+    }
+
+    fn sync(&mut self, server: &Server) -> SyncSummary {
+        let o = self.options(server);
+        sync(&mut self.store, &o, &mut |_| {}).unwrap()
+    }
+
+    fn household(&mut self, area: &str, posyandu: &str) -> (Uuid, Uuid) {
+        let h = self
+            .store
+            .create_household(&NewHousehold {
+                area_code: area.into(),
+                rt: "1".into(),
+                rw: "2".into(),
+                dusun: None,
+                posyandu_id: Some(posyandu.into()),
+                address: Some("Kp. Awal".into()),
+                kk: None,
+            })
+            .unwrap();
+        let m = self.member(h, "Siti Aminah");
+        (h, m)
+    }
+
+    fn member(&mut self, h: Uuid, name: &str) -> Uuid {
+        self.store
+            .add_member(
+                h,
+                &NewMember {
+                    name: name.into(),
+                    sex: Sex::F,
+                    birth_date: chrono::NaiveDate::from_ymd_opt(1990, 5, 1).unwrap(),
+                    birth_date_estimated: false,
+                    nik: None,
+                    kk: None,
+                    relation: None,
+                    mother_id: None,
+                    jkn: None,
+                },
+            )
+            .unwrap()
+            .id
+    }
+
+    fn visit(&mut self, member: Uuid, note: &str) -> Uuid {
+        self.store
+            .add_visit(&NewVisit {
+                member_id: member,
+                date: chrono::NaiveDate::from_ymd_opt(2026, 11, 20).unwrap(),
+                notes: Some(note.into()),
+                ..NewVisit::default()
+            })
+            .unwrap()
+            .id
+    }
+
+    fn set(&mut self, h: Uuid, path: &str, v: AnswerValue) {
+        self.store
+            .edit(
+                h,
+                &[FieldEdit {
+                    path: path.into(),
+                    value: Some(v),
+                }],
+                "edit",
+            )
+            .unwrap();
+    }
+
+    fn ids(&self) -> BTreeSet<Uuid> {
+        self.store.household_ids().unwrap().into_iter().collect()
+    }
+
+    /// Every change hash of every household here.
+    fn hashes(&mut self) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        for id in self.ids() {
+            for c in self.store.doc(id).unwrap().changes_since(&[]) {
+                out.insert(c.hash().to_string());
+            }
+        }
+        out
+    }
+
+    fn state(&mut self) -> BTreeMap<Uuid, (Vec<String>, serde_json::Value)> {
+        let mut out = BTreeMap::new();
+        for id in self.ids() {
+            let d = self.store.household_detail(id).unwrap();
+            let doc = self.store.doc(id).unwrap();
+            let mut heads: Vec<String> = doc.heads().iter().map(|h| h.to_string()).collect();
+            heads.sort();
+            out.insert(id, (heads, serde_json::to_value(&d).unwrap()));
+        }
+        out
+    }
+}
+
+fn text(s: &str) -> AnswerValue {
+    AnswerValue::Text(s.into())
+}
+
+/// Three devices edit the same households offline and sync in random orders.
+fn converge(db: &str, seed: u64) {
+    let server = Server::start(db);
+    server.add_user("kader1", "kader", &["PSY-A"]);
+    server.add_user("kader2", "kader", &["PSY-A"]);
+    server.add_user("bidan", "bidan", &[DESA_A]);
+    let mut devs = [
+        Device::new("kader1"),
+        Device::new("kader2"),
+        Device::new("bidan"),
+    ];
+
+    let (h1, m1) = devs[0].household(DESA_A, "PSY-A");
+    let (h2, m2) = devs[0].household(DESA_A, "PSY-A");
+    let v1 = devs[0].visit(m1, "kunjungan pertama");
+    assert!(devs[0].sync(&server).verified);
+    for d in devs.iter_mut().skip(1) {
+        let s = d.sync(&server);
+        assert_eq!(s.snapshots, 2);
+        assert!(s.verified);
+    }
+
+    // Offline edits.
+    // Different fields of the same household.
+    devs[0].set(h1, "household/address", text("Jl. Mawar 1"));
+    devs[1].set(h1, "household/kk", text("3214010101010001"));
+    // The same field on all three: a conflict, kept.
+    devs[0].set(h1, &format!("members/{m1}/name"), text("Siti A."));
+    devs[1].set(h1, &format!("members/{m1}/name"), text("Sity Aminah"));
+    devs[2].set(
+        h1,
+        &format!("members/{m1}/name"),
+        text("Siti Aminah binti Ahmad"),
+    );
+    // Adds on every side.
+    let va = devs[0].visit(m2, "dari kader1");
+    let vb = devs[1].visit(m2, "dari kader2");
+    let mc = devs[2].member(h2, "Bayi Siti");
+    // A void against an edit of the same visit.
+    devs[0].set(h1, &format!("visits/{v1}/voided"), AnswerValue::Bool(true));
+    devs[0].set(h1, &format!("visits/{v1}/void_reason"), text("salah catat"));
+    devs[1].set(
+        h1,
+        &format!("visits/{v1}/notes"),
+        text("catatan diperbaiki"),
+    );
+    // A household created offline.
+    let (h3, _) = devs[1].household(DESA_A, "PSY-A");
+
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    for _ in 0..3 {
+        let mut order = [0usize, 1, 2];
+        order.shuffle(&mut rng);
+        for i in order {
+            let s = devs[i].sync(&server);
+            assert!(s.verified, "device {i}: {s:?}");
+            assert!(s.rejected.is_empty());
+        }
+    }
+    let states: Vec<_> = devs.iter_mut().map(|d| d.state()).collect();
+    assert_eq!(
+        states[0].keys().copied().collect::<BTreeSet<_>>(),
+        BTreeSet::from([h1, h2, h3])
+    );
+    assert_eq!(states[0], states[1], "seed {seed}");
+    assert_eq!(states[1], states[2], "seed {seed}");
+
+    // Nothing lost.
+    let d = devs[2].store.household_detail(h1).unwrap();
+    assert_eq!(d.view.household.address.as_deref(), Some("Jl. Mawar 1"));
+    assert_eq!(d.view.household.kk.as_deref(), Some("3214010101010001"));
+    let v = d.view.visits.iter().find(|v| v.id == v1).unwrap();
+    assert!(v.voided, "the void is kept");
+    assert_eq!(
+        v.notes.as_deref(),
+        Some("catatan diperbaiki"),
+        "the edit is kept"
+    );
+    let conflict = d
+        .conflicts
+        .iter()
+        .find(|c| c.path == format!("members/{m1}/name"))
+        .expect("the same-field edits are listed as a conflict");
+    assert_eq!(conflict.values.len(), 3);
+    let d2 = devs[0].store.household_detail(h2).unwrap();
+    let visits: BTreeSet<Uuid> = d2.view.visits.iter().map(|v| v.id).collect();
+    assert!(visits.contains(&va) && visits.contains(&vb));
+    assert!(d2.view.members.iter().any(|m| m.id == mc));
+    // Nothing duplicated: the server stored each change exactly once.
+    let all = devs[0].hashes();
+    assert_eq!(all, devs[1].hashes());
+    assert_eq!(server.metric("kunjung_change_sequence"), all.len() as i64);
+    // A further sync has nothing to move.
+    let s = devs[0].sync(&server);
+    assert_eq!((s.pushed, s.pulled, s.round_trips), (0, 0, 1));
+}
+
+#[test]
+fn three_devices_converge_sqlite() {
+    for seed in [1, 2, 3] {
+        let dir = tempfile::tempdir().unwrap();
+        converge(&sqlite_db(dir.path()), seed);
+    }
+}
+
+#[test]
+fn three_devices_converge_postgres() {
+    if let Some(db) = postgres_db("converge") {
+        converge(&db, 7);
+    }
+}
+
+/// Sends a hand-made sync request with a token; returns the decoded answer or the status.
+fn raw_sync(url: &str, token: &str, req: &SyncRequest) -> Result<SyncResponse, u16> {
+    let r = reqwest::blocking::Client::new()
+        .post(format!("{url}/v1/sync"))
+        .header(VERSION_HEADER, "1")
+        .header("content-type", "application/cbor")
+        .header("content-encoding", "zstd")
+        .bearer_auth(token)
+        .body(kunjung_protocol::encode(req).unwrap())
+        .send()
+        .unwrap();
+    if r.status().as_u16() != 200 {
+        return Err(r.status().as_u16());
+    }
+    Ok(kunjung_protocol::decode(&r.bytes().unwrap()).unwrap())
+}
+
+fn login(url: &str, user: &str) -> String {
+    let r: serde_json::Value = reqwest::blocking::Client::new()
+        .post(format!("{url}/v1/login"))
+        .header(VERSION_HEADER, "1")
+        .json(&serde_json::json!({"username": user, "password": PASSWORD, "device_id": format!("raw-{user}")}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    r["token"].as_str().unwrap().to_string()
+}
+
+fn get(url: &str, token: Option<&str>) -> u16 {
+    let mut r = reqwest::blocking::Client::new()
+        .get(url)
+        .header(VERSION_HEADER, "1");
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    r.send().unwrap().status().as_u16()
+}
+
+#[test]
+fn kader_never_sees_nor_writes_another_posyandu() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&sqlite_db(dir.path()));
+    server.add_user("kader-a", "kader", &["PSY-A"]);
+    server.add_user("kader-b", "kader", &["PSY-B"]);
+    let mut a = Device::new("kader-a");
+    let mut b = Device::new("kader-b");
+    let (ha, _) = a.household(DESA_A, "PSY-A");
+    let (hb, _) = b.household(DESA_A, "PSY-B");
+    assert!(a.sync(&server).verified);
+    assert!(b.sync(&server).verified);
+    assert!(a.sync(&server).verified);
+    assert_eq!(a.ids(), BTreeSet::from([ha]));
+    assert_eq!(b.ids(), BTreeSet::from([hb]));
+
+    // B gets hold of A's household (a copied file) and tries to push into it.
+    let bundle = a.store.export_bundle(Some(ha)).unwrap();
+    b.store.import_bundle(&bundle).unwrap();
+    b.set(ha, "household/address", text("ditulis oleh kader B"));
+    let s = b.sync(&server);
+    assert!(!s.verified, "a rejected push is not a verified sync");
+    assert!(s
+        .rejected
+        .iter()
+        .all(|r| r.household_id == ha && r.code == "out_of_scope"));
+    assert!(!s.rejected.is_empty());
+    // Nothing of it reached the server or A.
+    a.sync(&server);
+    let d = a.store.household_detail(ha).unwrap();
+    assert_eq!(d.view.household.address.as_deref(), Some("Kp. Awal"));
+    let tb = login(&server.url, "kader-b");
+    assert_eq!(
+        get(&format!("{}/v1/households/{ha}", server.url), Some(&tb)),
+        403
+    );
+    assert_eq!(
+        get(&format!("{}/v1/households/{hb}", server.url), Some(&tb)),
+        200
+    );
+}
+
+#[test]
+fn disabled_user_token_stops_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&sqlite_db(dir.path()));
+    server.add_user("kader", "kader", &["PSY-A"]);
+    let mut d = Device::new("kader");
+    d.household(DESA_A, "PSY-A");
+    assert!(d.sync(&server).verified);
+    let token = login(&server.url, "kader");
+    assert_eq!(get(&format!("{}/v1/me", server.url), Some(&token)), 200);
+    server.admin(&["user", "disable", "--username", "kader"]);
+    assert_eq!(get(&format!("{}/v1/me", server.url), Some(&token)), 401);
+    d.household(DESA_A, "PSY-A");
+    let o = d.options(&server);
+    match sync(&mut d.store, &o, &mut |_| {}) {
+        Err(SyncError::Server { code, .. }) => assert_eq!(code, "account_disabled"),
+        other => panic!("expected account_disabled, got {other:?}"),
+    }
+    assert_eq!(
+        d.store.unsynced_count().unwrap(),
+        2,
+        "the new household stays pending"
+    );
+}
+
+#[test]
+fn authorization_matrix() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&sqlite_db(dir.path()));
+    server.add_user("admin", "admin", &[]);
+    server.add_user("kader", "kader", &["PSY-A"]);
+    server.add_user("bidan", "bidan", &[DESA_A]);
+    server.add_user("puskesmas", "puskesmas", &["32.14.01"]);
+    let mut admin = Device::new("admin");
+    let (h1, _) = admin.household(DESA_A, "PSY-A"); // everyone's
+    let (h2, _) = admin.household(DESA_A2, "PSY-C"); // puskesmas and admin
+    let (h3, _) = admin.household(DESA_B, "PSY-B"); // admin only
+    assert!(admin.sync(&server).verified);
+    let all = [h1, h2, h3];
+    let scope: BTreeMap<&str, Vec<Uuid>> = BTreeMap::from([
+        ("kader", vec![h1]),
+        ("bidan", vec![h1]),
+        ("puskesmas", vec![h1, h2]),
+        ("admin", vec![h1, h2, h3]),
+    ]);
+    for (role, inside) in &scope {
+        let token = login(&server.url, role);
+        // GET /v1/me: any signed-in user; nobody without a token.
+        assert_eq!(get(&format!("{}/v1/me", server.url), Some(&token)), 200);
+        assert_eq!(get(&format!("{}/v1/me", server.url), None), 401);
+        // GET /v1/admin/users: admin only.
+        let want = if *role == "admin" { 200 } else { 403 };
+        assert_eq!(
+            get(&format!("{}/v1/admin/users", server.url), Some(&token)),
+            want,
+            "{role}"
+        );
+        assert_eq!(get(&format!("{}/v1/admin/users", server.url), None), 401);
+        for h in all {
+            // GET /v1/households/{id}: in scope or 403.
+            let want = if inside.contains(&h) { 200 } else { 403 };
+            let url = format!("{}/v1/households/{h}", server.url);
+            assert_eq!(get(&url, Some(&token)), want, "{role} {h}");
+            assert_eq!(get(&url, None), 401);
+            // POST /v1/sync push: stored in scope, rejected outside.
+            let mut doc = admin.store.doc(h).unwrap();
+            doc.set_actor(automerge::ActorId::random());
+            let change = doc
+                .edit(
+                    &[FieldEdit {
+                        path: "household/address".into(),
+                        value: Some(text(&format!("oleh {role}"))),
+                    }],
+                    &kunjung_core::CommitMeta::now(*role),
+                    "edit",
+                )
+                .unwrap()
+                .change
+                .unwrap();
+            let req = SyncRequest {
+                cursor: None,
+                changes: vec![HouseholdChanges {
+                    household_id: h,
+                    changes: vec![ByteBuf::from(change.raw_bytes().to_vec())],
+                }],
+                page_size: None,
+            };
+            let resp = raw_sync(&server.url, &token, &req).unwrap();
+            if inside.contains(&h) {
+                assert_eq!((resp.acked, resp.rejected.len()), (1, 0), "{role} {h}");
+            } else {
+                assert_eq!(resp.acked, 0, "{role} {h}");
+                assert_eq!(resp.rejected[0].code, "out_of_scope", "{role} {h}");
+            }
+            assert_eq!(raw_sync(&server.url, "forged", &req).unwrap_err(), 401);
+        }
+        // POST /v1/sync pull: exactly the scope, as snapshots.
+        let resp = raw_sync(&server.url, &token, &SyncRequest::default()).unwrap();
+        let got: BTreeSet<Uuid> = resp.snapshots.iter().map(|s| s.household_id).collect();
+        let want: BTreeSet<Uuid> = inside.iter().copied().collect();
+        assert_eq!(got, want, "{role}");
+    }
+}
+
+#[test]
+fn killed_server_mid_sync_loses_and_duplicates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(&sqlite_db(dir.path()));
+    server.add_user("kader1", "kader", &["PSY-A"]);
+    server.add_user("kader2", "kader", &["PSY-A"]);
+    let mut a = Device::new("kader1");
+    for i in 0..40 {
+        let (_, m) = a.household(DESA_A, "PSY-A");
+        a.visit(m, &format!("kunjungan {i}"));
+    }
+    assert!(a.sync(&server).verified);
+
+    // B's first sync, in pages of 5; the server dies after the second page.
+    let mut b = Device::new("kader2");
+    let mut o = b.options(&server);
+    o.page_size = Some(5);
+    let mut pages = 0;
+    let srv = &mut server;
+    let r = sync(&mut b.store, &o, &mut |_| {
+        pages += 1;
+        if pages == 2 {
+            srv.kill();
+        }
+    });
+    assert!(matches!(r, Err(SyncError::Network { .. })), "{r:?}");
+    let partial = b.ids().len();
+    assert_eq!(partial, 10);
+    server.restart();
+    // It resumes where it stopped: the rest arrives, nothing twice.
+    let mut o = b.options(&server);
+    o.page_size = Some(5);
+    let mut seen = 0;
+    let s = sync(&mut b.store, &o, &mut |p| seen = p.remaining).unwrap();
+    assert_eq!(seen, 0);
+    assert_eq!(s.snapshots, 30, "resumed, not restarted");
+    assert_eq!(b.state(), a.state());
+
+    // B edits offline; the server is killed while B pushes (whenever that falls).
+    let ids: Vec<Uuid> = b.ids().into_iter().collect();
+    for (i, h) in ids.iter().enumerate() {
+        b.set(*h, "household/address", text(&format!("alamat baru {i}")));
+    }
+    let url = server.url.clone();
+    let mut o = SyncOptions::new(&url, "kader2", Some(PASSWORD.into()));
+    o.tries = 1;
+    let handle = std::thread::spawn(move || {
+        let r = sync(&mut b.store, &o, &mut |_| {});
+        (b, r.is_ok())
+    });
+    std::thread::sleep(Duration::from_millis(5));
+    server.kill();
+    let (mut b, _) = handle.join().unwrap();
+    server.restart();
+    let s = b.sync(&server);
+    assert!(s.verified);
+    assert_eq!(b.store.unsynced_count().unwrap(), 0);
+    a.sync(&server);
+    assert_eq!(a.state(), b.state());
+    // Each change stored once.
+    assert_eq!(
+        server.metric("kunjung_change_sequence"),
+        a.hashes().len() as i64
+    );
+}
