@@ -4,6 +4,7 @@
 
 pub mod export;
 pub mod fhir;
+pub mod import;
 pub mod seed;
 pub mod sync;
 

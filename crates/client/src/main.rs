@@ -162,6 +162,19 @@ enum Cmd {
         #[arg(long)]
         month: Option<String>,
     },
+    /// Import a household register (CSV or XLSX): rows checked, errors and suspected
+    /// duplicates reported per row; --dry-run writes nothing.
+    Import {
+        file: PathBuf,
+        #[arg(long)]
+        dry_run: bool,
+        /// Kode wilayah for rows without one.
+        #[arg(long)]
+        area: Option<String>,
+        /// Posyandu for rows without one.
+        #[arg(long)]
+        posyandu: Option<String>,
+    },
     /// Test hook for the crash tests: writes visits, members and edits in a loop and prints
     /// each one after it is committed ("acknowledged").
     #[command(hide = true)]
@@ -779,6 +792,22 @@ fn run(cli: Cli) -> Res {
                 today,
             )
             .map_err(Failure)
+        }
+        Cmd::Import {
+            file,
+            dry_run,
+            area,
+            posyandu,
+        } => {
+            let opts = kunjung_client::import::ImportOptions {
+                dry_run,
+                area,
+                posyandu,
+            };
+            let today = chrono::Local::now().date_naive();
+            kunjung_client::import::import_file(&mut open(&data)?, &file, &opts, today)
+                .map(|r| to_json(&r))
+                .map_err(|e| Failure(e.to_string()))
         }
         Cmd::DebugWriteLoop { household, count } => {
             use std::io::Write;
