@@ -175,6 +175,21 @@ enum Cmd {
         #[arg(long)]
         posyandu: Option<String>,
     },
+    /// Suspected duplicate households (same No. KK, or a shared member by NIK or name +
+    /// birth date).
+    Duplicates {
+        #[arg(long)]
+        area: Option<String>,
+    },
+    /// Merge a duplicate household into another (reversible with `unmerge`).
+    Merge {
+        #[arg(long)]
+        from: Uuid,
+        #[arg(long)]
+        into: Uuid,
+    },
+    /// Undo the merge of a household.
+    Unmerge { id: Uuid },
     /// Test hook for the crash tests: writes visits, members and edits in a loop and prints
     /// each one after it is committed ("acknowledged").
     #[command(hide = true)]
@@ -808,6 +823,17 @@ fn run(cli: Cli) -> Res {
             kunjung_client::import::import_file(&mut open(&data)?, &file, &opts, today)
                 .map(|r| to_json(&r))
                 .map_err(|e| Failure(e.to_string()))
+        }
+        Cmd::Duplicates { area } => Ok(to_json(
+            &open(&data)?.duplicate_households(area.as_deref())?,
+        )),
+        Cmd::Merge { from, into } => {
+            let r = open(&data)?.merge_households(from, into)?;
+            Ok(json!({"from": from, "into": into, "summary": r}))
+        }
+        Cmd::Unmerge { id } => {
+            let (target, n) = open(&data)?.unmerge_household(id)?;
+            Ok(json!({"id": id, "from": target, "records_undone": n}))
         }
         Cmd::DebugWriteLoop { household, count } => {
             use std::io::Write;

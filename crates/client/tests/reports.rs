@@ -556,3 +556,126 @@ fn xlsx_register_with_date_cells_imports() {
     assert_eq!(putri["birth_date"], "2024-06-01");
     assert_eq!(putri["relation"], "child");
 }
+
+#[test]
+fn duplicate_households_merge_and_unmerge() {
+    let e = Env::new();
+    let add_hh = |kk: &str| {
+        e.ok(&[
+            "household",
+            "add",
+            "--area",
+            "32.14.01.2001",
+            "--rt",
+            "2",
+            "--rw",
+            "1",
+            "--kk",
+            kk,
+        ])["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let a = add_hh("3214010101090001");
+    let b = add_hh("3214010101090001");
+    let c = add_hh("3214010101090003");
+    let member = |h: &str, name: &str, bd: &str| {
+        e.ok(&[
+            "member",
+            "add",
+            "--household",
+            h,
+            "--name",
+            name,
+            "--sex",
+            "F",
+            "--birth-date",
+            bd,
+        ])["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    member(&a, "Siti Aminah", "1994-05-12");
+    let siti_b = member(&b, "Siti Aminah", "1994-05-12");
+    let ani = member(&b, "Ani", "2024-01-05");
+    member(&c, "Rina", "1990-01-01");
+    e.ok(&[
+        "visit",
+        "add",
+        "--member",
+        &siti_b,
+        "--date",
+        "2026-01-10",
+        "--weight-kg",
+        "55",
+    ]);
+    e.ok(&[
+        "visit",
+        "add",
+        "--member",
+        &ani,
+        "--date",
+        "2026-01-10",
+        "--weight-kg",
+        "8",
+    ]);
+
+    let d = e.ok(&["duplicates"]);
+    let d = d.as_array().unwrap();
+    assert_eq!(d.len(), 1, "{d:?}");
+    let pair = [d[0]["a"].as_str().unwrap(), d[0]["b"].as_str().unwrap()];
+    assert!(pair.contains(&a.as_str()) && pair.contains(&b.as_str()));
+    let reasons: Vec<&str> = d[0]["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "kk 3214010101090001",
+            "name+birth_date siti aminah 1994-05-12"
+        ]
+    );
+
+    let m = e.ok(&["merge", "--from", &b, "--into", &a]);
+    assert_eq!(m["summary"]["members_copied"], 1);
+    assert_eq!(m["summary"]["members_matched"], 1);
+    assert_eq!(m["summary"]["visits_copied"], 2);
+    let sa = e.ok(&["household", "show", &a]);
+    assert_eq!(sa["members"].as_array().unwrap().len(), 2);
+    assert_eq!(sa["visits"].as_array().unwrap().len(), 2);
+    let sb = e.ok(&["household", "show", &b]);
+    assert_eq!(sb["household"]["status"], "merged");
+    assert_eq!(sb["household"]["merged_into"], a.as_str());
+    // No longer a duplicate pair; the store stays consistent.
+    assert_eq!(e.ok(&["duplicates"]), serde_json::json!([]));
+    e.ok(&["store", "check"]);
+    // Merged households do not count twice in the report.
+    let r = e.ok(&["report", "--month", "2026-01", "--by", "area"]);
+    assert_eq!(r["total"]["households"], 2);
+
+    let u = e.ok(&["unmerge", &b]);
+    assert_eq!(u["records_undone"], 3);
+    let sa = e.ok(&["household", "show", &a]);
+    let live = |k: &str| {
+        sa[k]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|x| x["voided"] != true)
+            .count()
+    };
+    assert_eq!((live("members"), live("visits")), (1, 0));
+    let sb = e.ok(&["household", "show", &b]);
+    assert_eq!(sb["household"]["status"], "active");
+    assert_eq!(sb["household"]["merged_into"], Value::Null);
+    assert_eq!(sb["visits"].as_array().unwrap().len(), 2);
+    assert_eq!(e.ok(&["duplicates"]).as_array().unwrap().len(), 1);
+    e.ok(&["store", "check"]);
+    let (ok, _, err) = e.run(&["unmerge", &b]);
+    assert!(!ok && err.contains("not merged"), "{err}");
+}

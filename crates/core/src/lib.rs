@@ -11,6 +11,7 @@ pub mod error;
 pub mod growth;
 pub mod ids;
 pub mod lifestage;
+pub mod merge;
 pub mod model;
 pub mod report;
 pub mod schedule;

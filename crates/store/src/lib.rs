@@ -7,6 +7,7 @@
 //! apart. Projections can be rebuilt from the documents at any time (`rebuild`).
 
 mod crypto;
+mod merge;
 mod project;
 mod query;
 mod report;
