@@ -6,6 +6,7 @@
 //! - `bench [--quick]` — benchmarks; prints a table and writes `target/bench/results.json`.
 
 mod bench;
+mod e2e;
 mod pg;
 mod sh;
 
@@ -19,6 +20,7 @@ fn main() -> Result<()> {
         Some("test") => test(&args[1..]),
         Some("demo") => demo(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
+        Some("e2e") => e2e::run(&args[1..]),
         _ => {
             eprintln!("usage: cargo xtask test | demo | bench [--quick]");
             bail!("unknown command")

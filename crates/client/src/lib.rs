@@ -2,6 +2,7 @@
 //! issue) the sync engine. The `kunjung` binary (`main.rs`) is a thin command-line layer
 //! over this crate and `kunjung-store`.
 
+pub mod app_support;
 pub mod export;
 pub mod fhir;
 pub mod import;

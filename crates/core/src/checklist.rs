@@ -17,6 +17,7 @@ use crate::error::{CoreError, Result};
 /// A scalar answer as stored in the document. Dates are `YYYY-MM-DD` text.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum AnswerValue {
     Bool(bool),
     Int(i64),

@@ -74,6 +74,7 @@ pub struct ChangeInfo {
 
 /// One of the concurrent values of a conflicting field.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ConflictValue {
     pub value: serde_json::Value,
     pub actor: String,
@@ -83,6 +84,7 @@ pub struct ConflictValue {
 
 /// A field with concurrent values from different devices, kept for the bidan to resolve.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Conflict {
     /// Path such as `members/<id>/name`.
     pub path: String,
@@ -100,6 +102,7 @@ pub struct FieldVersion {
 /// A field edit: `path` names the field (e.g. `members/<id>/name`,
 /// `household/checklist/clean_water`, `visits/<id>/answers/buku_kia`); `None` clears it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct FieldEdit {
     pub path: String,
     pub value: Option<AnswerValue>,

@@ -158,6 +158,7 @@ pub fn normalize_rt_rw(s: &str, what: &str) -> Result<String> {
 
 /// A warning from the soft NIK check. The NIK is still stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct NikWarning {
     pub code: &'static str,
     pub message: String,

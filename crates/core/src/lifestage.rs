@@ -10,6 +10,7 @@ use crate::model::{Member, Pregnancy, Sex};
 /// TB screening applies to any stage and is a separate section of every visit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum LifeStage {
     /// Ibu hamil.
     Pregnancy,

@@ -13,6 +13,7 @@ use crate::checklist::{AnswerValue, VisitAnswers};
 use crate::lifestage::LifeStage;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum Sex {
     #[serde(rename = "F")]
     F,
@@ -38,6 +39,7 @@ impl Sex {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum Measured {
     Lying,
     Standing,
@@ -62,6 +64,7 @@ impl Measured {
 /// Relation to the head of the household (hubungan keluarga).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum Relation {
     Head,
     Spouse,
@@ -94,6 +97,7 @@ impl Relation {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum HouseholdStatus {
     #[default]
     Active,
@@ -124,6 +128,7 @@ impl HouseholdStatus {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum ReferralStatus {
     #[default]
     Open,
@@ -154,6 +159,7 @@ impl ReferralStatus {
 
 /// Input for a new household.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct NewHousehold {
     pub area_code: String,
     pub rt: String,
@@ -166,6 +172,7 @@ pub struct NewHousehold {
 
 /// Input for a new member.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct NewMember {
     pub name: String,
     pub sex: Sex,
@@ -180,6 +187,7 @@ pub struct NewMember {
 
 /// A pregnancy record of a member (HPHT/LMP, HPL/EDD, gravida/para, outcome).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Pregnancy {
     pub id: Uuid,
     pub hpht: Option<NaiveDate>,
@@ -195,6 +203,7 @@ pub struct Pregnancy {
 
 /// Input for a new visit.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct NewVisit {
     pub member_id: Uuid,
     pub date: NaiveDate,
@@ -206,6 +215,7 @@ pub struct NewVisit {
     pub head_cm: Option<f64>,
     pub bp_systolic: Option<i64>,
     pub bp_diastolic: Option<i64>,
+    #[cfg_attr(feature = "ts", ts(as = "BTreeMap<String, AnswerValue>"))]
     pub answers: VisitAnswers,
     pub danger_signs: Vec<String>,
     pub education: BTreeMap<String, String>,
@@ -216,6 +226,7 @@ pub struct NewVisit {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Household {
     pub id: Uuid,
     pub area_code: String,
@@ -235,6 +246,7 @@ pub struct Household {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Member {
     pub id: Uuid,
     pub name: String,
@@ -255,6 +267,7 @@ pub struct Member {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Visit {
     pub id: Uuid,
     pub member_id: Uuid,
@@ -268,6 +281,7 @@ pub struct Visit {
     pub head_cm: Option<f64>,
     pub bp_systolic: Option<i64>,
     pub bp_diastolic: Option<i64>,
+    #[cfg_attr(feature = "ts", ts(as = "BTreeMap<String, AnswerValue>"))]
     pub answers: VisitAnswers,
     pub danger_signs: Vec<String>,
     pub education: BTreeMap<String, String>,
@@ -280,6 +294,7 @@ pub struct Visit {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Referral {
     pub id: Uuid,
     pub visit_id: Option<Uuid>,
@@ -296,6 +311,7 @@ pub struct Referral {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Review {
     pub id: Uuid,
     pub visit_id: Uuid,
@@ -306,6 +322,7 @@ pub struct Review {
 
 /// The whole household as read from its document.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct HouseholdView {
     pub household: Household,
     pub members: Vec<Member>,

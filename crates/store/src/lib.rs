@@ -6,6 +6,7 @@
 //! document row and the projections together, so a crash (even `kill -9`) never leaves them
 //! apart. Projections can be rebuilt from the documents at any time (`rebuild`).
 
+pub mod app_support;
 mod crypto;
 mod merge;
 mod project;
@@ -121,6 +122,7 @@ pub struct PendingChange {
 
 /// Result of adding a member.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct MemberAdded {
     pub id: Uuid,
     pub household_id: Uuid,
@@ -129,6 +131,7 @@ pub struct MemberAdded {
 
 /// Result of adding a visit.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct VisitAdded {
     pub id: Uuid,
     pub household_id: Uuid,
@@ -137,6 +140,7 @@ pub struct VisitAdded {
 
 /// A household as `household show` returns it.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct HouseholdDetail {
     #[serde(flatten)]
     pub view: HouseholdView,

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::{Result, Store, StoreError};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ListFilter {
     /// Area code or prefix (`32.14.01` = a kecamatan).
     pub area: Option<String>,
@@ -26,6 +27,7 @@ pub struct ListFilter {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct HouseholdRow {
     pub id: String,
     pub area_code: String,
@@ -44,6 +46,7 @@ pub struct HouseholdRow {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct SearchHit {
     pub household_id: String,
     pub member_id: Option<String>,
@@ -56,6 +59,7 @@ pub struct SearchHit {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct VisitRow {
     pub id: String,
     pub household_id: String,
@@ -70,6 +74,7 @@ pub struct VisitRow {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ReferralRow {
     pub id: String,
     pub household_id: String,

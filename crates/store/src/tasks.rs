@@ -14,6 +14,7 @@ use uuid::Uuid;
 use crate::{project, Result, Store};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct TaskRow {
     pub member_id: String,
     pub household_id: String,

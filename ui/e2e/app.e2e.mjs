@@ -1,0 +1,368 @@
+// End-to-end test of the real Tauri app (tauri-driver + WebKitWebDriver under Xvfb), run by
+// `cargo xtask e2e`. Env: APP_BIN (the app built with the UI embedded), SERVER_BIN (the sync
+// server), SHOTS (screenshot directory), WORK (scratch directory), TAURI_DRIVER.
+//
+// Flow (issue 5): set up and unlock with a PIN; sign in to the sync server; with the server
+// down, register a household and two members and record a pregnancy visit with a danger
+// sign, which creates a referral (a visit draft survives the app being closed); start the
+// server and see the app sync by itself; as the bidan, on a second app instance with its own
+// store, see and answer the referral; back as the kader, see the feedback. Phone-size
+// screenshots of every main screen in Bahasa Indonesia and English.
+import { spawn, spawnSync } from "node:child_process";
+import { createServer } from "node:net";
+import { mkdirSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import assert from "node:assert/strict";
+import { Session } from "./webdriver.mjs";
+
+const APP = process.env.APP_BIN;
+const SHOTS = process.env.SHOTS;
+const WORK = process.env.WORK;
+const DRIVER = process.env.TAURI_DRIVER || "tauri-driver";
+const PORT = 4444;
+const BASE = `http://127.0.0.1:${PORT}`;
+const PIN = "246810";
+const SERVER = process.env.SERVER_BIN;
+const PASSWORD = "rahasia-kunjung-1";
+const POSYANDU = "PSY-MELATI";
+
+for (const d of [SHOTS, WORK]) {
+  rmSync(d, { recursive: true, force: true });
+  mkdirSync(d, { recursive: true });
+}
+const kaderDir = join(WORK, "kader");
+const bidanDir = join(WORK, "bidan");
+const serverDb = `sqlite:${join(WORK, "server.db")}`;
+
+// ---- the sync server ---------------------------------------------------------------
+function admin(...args) {
+  const r = spawnSync(SERVER, ["--db", serverDb, ...args], { env: { ...process.env, KUNJUNG_PASSWORD: PASSWORD } });
+  if (r.status !== 0) throw new Error(`kunjung-server ${args.join(" ")}: ${r.stderr}`);
+}
+const port = await new Promise((res) => {
+  const srv = createServer().listen(0, "127.0.0.1", () => {
+    const p = srv.address().port;
+    srv.close(() => res(p));
+  });
+});
+const serverUrl = `http://127.0.0.1:${port}`;
+let server = null;
+async function startServer() {
+  server = spawn(SERVER, ["--db", serverDb, "serve", "--listen", `127.0.0.1:${port}`], { stdio: ["ignore", "pipe", "inherit"] });
+  await new Promise((res, rej) => {
+    server.stdout.on("data", (b) => String(b).includes("listening on") && res());
+    server.on("exit", (c) => rej(new Error(`server exited ${c}`)));
+  });
+}
+async function stopServer() {
+  const s = server;
+  server = null;
+  await new Promise((res) => {
+    s.on("exit", res);
+    s.kill();
+  });
+}
+admin("user", "add", "--username", "kader1", "--role", "kader", "--posyandu", POSYANDU);
+admin("user", "add", "--username", "bidan1", "--role", "bidan", "--area", "32.14.01.2001");
+
+const driver = spawn(DRIVER, ["--port", String(PORT)], { stdio: ["ignore", "inherit", "inherit"] });
+const cleanup = () => {
+  driver.kill();
+  server?.kill();
+};
+process.on("exit", cleanup);
+
+async function waitDriver() {
+  const end = Date.now() + 30000;
+  while (Date.now() < end) {
+    try {
+      if ((await fetch(BASE + "/status")).ok) return;
+    } catch {}
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error("tauri-driver did not start");
+}
+
+async function open(dataDir) {
+  const s = await Session.start(BASE, { "tauri:options": { application: APP, args: [`--data=${dataDir}`] } });
+  await s.cmd("POST", "/window/rect", { width: 360, height: 740 }).catch(() => {});
+  return s;
+}
+
+let n = 0;
+async function shot(s, name) {
+  n += 1;
+  const file = join(SHOTS, `${String(n).padStart(2, "0")}-${name}.png`);
+  await s.exec("return new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))").catch(() => {});
+  await s.screenshot(file);
+  console.log(`  screenshot ${file}`);
+}
+
+async function unlock(s) {
+  await s.type("#pin", PIN);
+  await s.click("[data-testid=unlock-submit]");
+  await s.waitFor("[data-testid=sync-bar]");
+}
+
+/** Waits until the sync bar shows `phase` (and `pending` when given). */
+async function syncBar(s, phase, pending, timeoutMs = 60000) {
+  return s.until(async () => {
+    const d = await s.exec("const e = document.querySelector('[data-testid=sync-bar]'); return e ? {...e.dataset} : null");
+    return d && d.phase === phase && (pending === undefined || Number(d.pending) === pending) ? d : null;
+  }, `sync bar ${phase}${pending === undefined ? "" : " " + pending}`, timeoutMs);
+}
+
+async function signIn(s, account) {
+  await s.go("#/settings");
+  await s.type("#server", serverUrl);
+  await s.type("#account", account);
+  await s.type("#password", PASSWORD);
+  await s.click("[data-testid=sign-in]");
+  await s.waitFor("[data-testid=signed-in]");
+}
+
+async function setup(s, user) {
+  await s.waitFor("#user");
+  await s.clickText("Bahasa Indonesia");
+  await s.type("#user", user);
+  await s.type("#pin", PIN);
+  await s.type("#pin2", PIN);
+  await s.click("[data-testid=unlock-submit]");
+  await s.waitFor("[data-testid=sync-bar]");
+}
+
+async function step(name, f) {
+  const t0 = Date.now();
+  await f();
+  console.log(`ok - ${name} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+}
+
+await waitDriver();
+let s = await open(kaderDir);
+let householdUrl = "";
+let sitiId = "";
+
+try {
+  await step("first run: set up a PIN and open the store", async () => {
+    await s.waitFor("#user");
+    await s.clickText("Bahasa Indonesia");
+    await shot(s, "id-setup");
+    await s.type("#user", "kader-siti");
+    await s.type("#pin", "123");
+    await s.type("#pin2", "123");
+    await s.click("[data-testid=unlock-submit]");
+    await s.waitText("PIN minimal 6 angka");
+    await s.type("#pin", PIN);
+    await s.type("#pin2", PIN);
+    await s.click("[data-testid=unlock-submit]");
+    await s.waitFor("[data-testid=sync-bar]");
+    await s.waitText("Belum ada rumah tangga");
+    await shot(s, "id-households-empty");
+  });
+
+  await step("first sign-in to the sync server", async () => {
+    await startServer();
+    await signIn(s, "kader1");
+    await syncBar(s, "verified", 0);
+    await shot(s, "id-settings");
+    await stopServer();
+  });
+
+  await step("register a household", async () => {
+    await s.click("[data-testid=add-household]");
+    await s.type("#area", "32.14.01");
+    await s.type("#rt", "3");
+    await s.type("#rw", "1");
+    await s.click("[data-testid=save-household]");
+    await s.waitText("PP.KK.CC.DDDD");
+    await s.type("#area", "32.14.01.2001");
+    await s.type("#dusun", "Sukamaju");
+    await s.type("#address", "Jl. Melati No. 7");
+    await s.type("#posyandu", POSYANDU);
+    await shot(s, "id-household-form");
+    await s.click("[data-testid=save-household]");
+    await s.waitFor("[data-testid=add-member]");
+    householdUrl = await s.exec("return location.hash");
+    assert.match(householdUrl, /^#\/household\/[0-9a-f-]{36}$/);
+  });
+
+  await step("add two members, with a soft NIK warning and a pregnancy", async () => {
+    await s.click("[data-testid=add-member]");
+    await s.type("#name", "Budi Santoso");
+    await s.click("input[name=sex][value=M]");
+    await s.set("#birth", "1990-05-02");
+    await s.select("#relation", "head");
+    await s.click("[data-testid=save-member]");
+    await s.waitText("Budi Santoso");
+    await s.click("[data-testid=add-member]");
+    await s.type("#name", "Siti Aminah");
+    await s.click("input[name=sex][value=F]");
+    await s.type("#age", "31");
+    await s.clickText("Pakai umur");
+    await s.type("#nik", "32140155");
+    await s.waitFor("[data-testid=nik-warning]");
+    assert.match(await s.text("[data-testid=nik-warning]"), /16 angka/);
+    await s.select("#relation", "spouse");
+    await s.click("[data-testid=pregnant]");
+    await s.set("#hpht", "2026-07-01");
+    await shot(s, "id-member-form");
+    await s.click("[data-testid=save-member]");
+    await s.waitText("Siti Aminah");
+    const members = await s.text("[data-testid=members]");
+    assert.match(members, /Budi Santoso/);
+    assert.match(members, /Ibu hamil/, "Siti's life stage is pregnancy");
+    assert.match(members, /perkiraan/, "estimated birth date is marked");
+    await shot(s, "id-household");
+  });
+
+  await step("the household list and search find it", async () => {
+    await s.go("#/households");
+    await s.waitText("Budi Santoso");
+    await shot(s, "id-households");
+    await s.type("[data-testid=search]", "siti");
+    await s.waitText("1 hasil");
+    await s.clickText("Siti Aminah", "a.item");
+    await s.waitFor("[data-testid=add-member]");
+  });
+
+  await step("a visit draft survives closing the app", async () => {
+    await s.click("[data-testid='visit-Siti Aminah']");
+    await s.waitFor("[data-testid=danger-preg_bleeding]");
+    sitiId = (await s.exec("return location.hash")).split("/").pop();
+    await s.type("#w", "58,5");
+    await s.type("#muac", "22");
+    await s.click("[data-testid=danger-preg_bleeding]");
+    await s.waitFor("[data-testid=draft-saved]");
+    await s.quit(); // the app closes mid-form
+    s = await open(kaderDir);
+    await unlock(s);
+    await s.go(`#/visit/${householdUrl.split("/").pop()}/${sitiId}`);
+    await s.waitFor("[data-testid=draft-restored]");
+    assert.equal(await s.exec("return document.querySelector('#w').value"), "58,5");
+    assert.equal(await s.exec("return document.querySelector('[data-testid=danger-preg_bleeding]').checked"), true);
+  });
+
+  await step("record the pregnancy visit: the danger sign creates a referral", async () => {
+    await s.waitText("risiko KEK");
+    await shot(s, "id-visit-form");
+    await s.click("[data-testid=save-visit]");
+    await s.waitFor("[data-testid=flash]");
+    assert.match(await s.text("[data-testid=flash]"), /Rujukan ke bidan dibuat/);
+    const tl = await s.text("[data-testid=timeline]");
+    assert.match(tl, /1 tanda bahaya/);
+    assert.match(tl, /Baru/);
+    await s.go("#/referrals");
+    await s.waitFor("[data-testid=referral]");
+    assert.match(await s.text("[data-testid=referral]"), /Perdarahan/);
+    assert.equal(await s.text("[data-testid=referral-status]"), "Baru");
+    await shot(s, "id-referrals");
+    const bar = await syncBar(s, "offline");
+    assert.ok(Number(bar.pending) > 0, "the changes wait for the server");
+    assert.match(await s.text("[data-testid=sync-bar]"), /Offline · \d+ menunggu sinkron/);
+  });
+
+  await step("the server comes back: the app syncs by itself", async () => {
+    await startServer();
+    await syncBar(s, "verified", 0); // no button pressed
+    assert.match(await s.text("[data-testid=sync-bar]"), /terverifikasi di server pukul/);
+    await shot(s, "id-synced");
+  });
+
+  await step("the bidan, on a second app instance, answers the referral", async () => {
+    await s.go("#/review");
+    await s.waitText("Kunjungan baru (1)");
+    await shot(s, "id-review");
+    await s.quit();
+    s = await open(bidanDir);
+    await setup(s, "bidan-ani");
+    await s.go("#/settings");
+    await s.select("#role", "bidan");
+    await signIn(s, "bidan1");
+    await s.clickText("Simpan");
+    await syncBar(s, "verified", 0);
+    await s.go("#/referrals");
+    await s.waitFor("[data-testid=referral]");
+    assert.match(await s.text("[data-testid=referral]"), /Siti Aminah[\s\S]*Perdarahan/);
+    await s.click("[data-testid=answer-referral]");
+    await s.select("[data-testid=referral-status-select]", "examined");
+    await s.type("[data-testid=referral-feedback-input]", "Sudah diperiksa, kontrol ke Pustu Kamis");
+    await shot(s, "id-bidan-queue");
+    await s.click("[data-testid=save-referral]");
+    await s.waitFor("[data-testid=referral-feedback]");
+    await syncBar(s, "verified", 0);
+    await s.quit();
+  });
+
+  await step("back as the kader: the feedback has arrived", async () => {
+    s = await open(kaderDir);
+    await unlock(s);
+    await s.go("#/referrals");
+    await s.waitFor("[data-testid=referral-feedback]", "the bidan's feedback", 60000);
+    assert.match(await s.text("[data-testid=referral-feedback]"), /kontrol ke Pustu Kamis/);
+    assert.equal(await s.text("[data-testid=referral-status]"), "Sudah diperiksa");
+    await shot(s, "id-referral-feedback");
+  });
+
+  await step("a child's growth chart", async () => {
+    await s.go(householdUrl);
+    await s.click("[data-testid=add-member]");
+    await s.type("#name", "Ayu Lestari");
+    await s.click("input[name=sex][value=F]");
+    await s.set("#birth", "2025-09-10");
+    await s.select("#relation", "child");
+    await s.click("[data-testid=save-member]");
+    await s.click("[data-testid='visit-Ayu Lestari']");
+    await s.waitFor("#hc");
+    await s.type("#w", "7,9");
+    await s.type("#h", "70");
+    await s.click("input[value=lying]");
+    await s.click("[data-testid=save-visit]");
+    await s.waitFor("[data-testid=flash]");
+    await s.clickText("Pertumbuhan");
+    await s.waitText("BB/U");
+    await shot(s, "id-growth");
+  });
+
+  await step("settings; then every main screen in English", async () => {
+    await s.go("#/tasks");
+    await s.waitText("Tugas");
+    await shot(s, "id-tasks");
+    await s.go("#/settings");
+    await s.click("[data-testid=lang-en]");
+    await s.waitText("Language");
+    await shot(s, "en-settings");
+    for (const [hash, text, name] of [
+      ["#/households", "Households", "en-households"],
+      [householdUrl, "Household members", "en-household"],
+      [`#/visit/${householdUrl.split("/").pop()}/${sitiId}`, "Danger signs", "en-visit-form"],
+      ["#/referrals", "Midwife's feedback", "en-referrals"],
+      ["#/review", "Midwife review", "en-review"],
+      ["#/tasks", "Tasks", "en-tasks"],
+    ]) {
+      await s.go(hash);
+      await s.waitText(text);
+      await shot(s, name);
+    }
+    await s.go(householdUrl + "/member/new");
+    await s.waitText("New member");
+    await shot(s, "en-member-form");
+    await s.go(householdUrl);
+    await s.clickText("Growth");
+    await s.waitText("Weight-for-age");
+    await shot(s, "en-growth");
+    await s.go("#/settings");
+    await s.clickText("Lock the app");
+    await s.waitFor("#pin");
+    await shot(s, "en-unlock");
+    await s.type("#pin", "000000");
+    await s.click("[data-testid=unlock-submit]");
+    await s.waitText("Wrong PIN");
+  });
+  console.log("e2e: all steps passed");
+} catch (e) {
+  await shot(s, "failure").catch(() => {});
+  throw e;
+} finally {
+  await s.quit();
+  cleanup();
+}
