@@ -7,6 +7,7 @@
 
 mod bench;
 mod e2e;
+mod fhir;
 mod pg;
 mod sh;
 
@@ -22,26 +23,37 @@ fn main() -> Result<()> {
         Some("bench") => bench::run(&args[1..]),
         Some("e2e") => e2e::run(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask test | demo | bench [--quick]");
+            eprintln!(
+                "usage: cargo xtask test [--no-lint] [--no-e2e] | demo | bench [--quick] | e2e"
+            );
             bail!("unknown command")
         }
     }
 }
 
-/// Debian packages the tests need.
+/// Debian packages the tests need (the app's own come with `e2e`).
 const TEST_PACKAGES: &[&str] = &[
     "build-essential",
     "pkg-config",
     "libssl-dev",
     "postgresql",
     "jq",
+    "libwebkit2gtk-4.1-dev",
+    "libxdo-dev",
+    "libayatana-appindicator3-dev",
+    "librsvg2-dev",
 ];
 
+/// Everything, in the order a failure is cheapest to find: lints, unit and integration
+/// tests (with a real PostgreSQL and the FHIR validator), then the real app end to end.
+/// `--no-lint` skips fmt/clippy, `--no-e2e` skips the app.
 fn test(args: &[String]) -> Result<()> {
-    let quick = args.iter().any(|a| a == "--no-lint");
+    let no_lint = args.iter().any(|a| a == "--no-lint");
+    let no_e2e = args.iter().any(|a| a == "--no-e2e");
     sh::apt_install(TEST_PACKAGES)?;
-    if !quick {
+    if !no_lint {
         sh::run("cargo", &["fmt", "--all", "--check"], &[])?;
+        // --workspace includes src-tauri (not a default member), so the app is linted too.
         sh::run(
             "cargo",
             &[
@@ -55,6 +67,7 @@ fn test(args: &[String]) -> Result<()> {
             &[],
         )?;
     }
+    fhir::ensure_validator()?;
     let pg = pg::Postgres::start()?;
     let url = pg.url();
     eprintln!("xtask: PostgreSQL ready at {url}");
@@ -65,6 +78,9 @@ fn test(args: &[String]) -> Result<()> {
     let r = sh::run("cargo", &["test", "--workspace", "--no-fail-fast"], &env);
     drop(pg);
     r?;
+    if !no_e2e {
+        e2e::run(&[])?;
+    }
     eprintln!("xtask: all tests passed");
     Ok(())
 }
