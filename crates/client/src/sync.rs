@@ -180,9 +180,7 @@ impl Http {
                 .header(reqwest::header::CONTENT_TYPE, content_type)
                 .body(body.clone());
             if content_type == CONTENT_TYPE_CBOR {
-                req = req
-                    .header(reqwest::header::CONTENT_ENCODING, ENCODING_ZSTD)
-                    .header(reqwest::header::ACCEPT, CONTENT_TYPE_CBOR);
+                req = req.header(reqwest::header::CONTENT_ENCODING, ENCODING_ZSTD);
             }
             if let Some(t) = token {
                 req = req.bearer_auth(t);

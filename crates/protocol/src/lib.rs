@@ -228,15 +228,18 @@ pub struct Snapshot {
 
 /// `POST /v1/sync` request.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Keys on the wire are one letter (an end-of-day sync is a few kilobytes, so names would
+/// cost several percent): `k` cursor, `c` changes, `p` page size.
 pub struct SyncRequest {
     /// None on a device's first sync.
-    #[serde(default)]
+    #[serde(rename = "k", default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<Cursor>,
     /// The device's unsynced changes, grouped by household, oldest first.
-    #[serde(default)]
+    #[serde(rename = "c", default, skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<HouseholdChanges>,
     /// How many households the device wants per page (the server caps it).
-    #[serde(default)]
+    #[serde(rename = "p", default, skip_serializing_if = "Option::is_none")]
     pub page_size: Option<u32>,
 }
 
@@ -252,32 +255,45 @@ pub struct Rejected {
     pub message: String,
 }
 
-/// `POST /v1/sync` response: one page.
+/// `POST /v1/sync` response: one page. One-letter keys on the wire: `n` acked, `d` digest,
+/// `r` rejected, `c` changes, `s` snapshots, `x` drops, `k` next cursor, `m` more,
+/// `t` total, `l` remaining (left).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncResponse {
     /// How many pushed changes the server now holds.
+    #[serde(rename = "n", default)]
     pub acked: u32,
     /// [`ack_digest`] of the hashes of those changes: the pushed hashes minus the rejected
     /// ones. The client marks its changes synced only when its own digest matches, so a
     /// receipt is verified change by change while costing 32 bytes.
+    #[serde(rename = "d")]
     pub acked_digest: serde_bytes::ByteBuf,
-    #[serde(default)]
+    #[serde(rename = "r", default, skip_serializing_if = "Vec::is_empty")]
     pub rejected: Vec<Rejected>,
-    /// New changes of households the device already holds.
-    #[serde(default)]
+    /// New changes of households the device holds (or receives in this page).
+    #[serde(rename = "c", default, skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<HouseholdChanges>,
-    /// Households new to the device.
-    #[serde(default)]
+    /// Households new to the device; applied before `changes`.
+    #[serde(rename = "s", default, skip_serializing_if = "Vec::is_empty")]
     pub snapshots: Vec<Snapshot>,
     /// Households that left the device's scope: delete them.
-    #[serde(default, with = "vec_uuid_bytes")]
+    #[serde(
+        rename = "x",
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        with = "vec_uuid_bytes"
+    )]
     pub drops: Vec<Uuid>,
     /// Store this after the page is applied; send it with the next request.
+    #[serde(rename = "k")]
     pub next_cursor: Cursor,
     /// More pages follow: call again with `next_cursor`.
+    #[serde(rename = "m", default)]
     pub more: bool,
     /// Households in this pull (for a progress bar) and how many remain after this page.
+    #[serde(rename = "t", default)]
     pub total: u64,
+    #[serde(rename = "l", default)]
     pub remaining: u64,
 }
 
@@ -298,8 +314,9 @@ pub fn ack_digest<'a>(hashes: impl IntoIterator<Item = &'a [u8]>) -> [u8; 32] {
 pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, ProtocolError> {
     let mut cbor = Vec::new();
     ciborium::into_writer(msg, &mut cbor).map_err(|e| ProtocolError::Encode(e.to_string()))?;
-    // Large pages (first sync) get a stronger level; small ones stay fast.
-    let level = if cbor.len() > 256 * 1024 { 9 } else { 3 };
+    // Small bodies (end-of-day syncs) get the strongest level, which costs little at that
+    // size; large pages (first sync) a level that keeps the server fast.
+    let level = if cbor.len() < 128 * 1024 { 19 } else { 9 };
     zstd::bulk::compress(&cbor, level).map_err(|e| ProtocolError::Encode(e.to_string()))
 }
 
