@@ -5,7 +5,9 @@
 //! - `demo`  — builds and runs the demo.
 //! - `bench [--quick]` — benchmarks; prints a table and writes `target/bench/results.json`.
 
+mod arch;
 mod bench;
+mod demo;
 mod e2e;
 mod fhir;
 mod pg;
@@ -19,7 +21,7 @@ fn main() -> Result<()> {
     std::env::set_current_dir(&root)?;
     match args.first().map(String::as_str) {
         Some("test") => test(&args[1..]),
-        Some("demo") => demo(&args[1..]),
+        Some("demo") => demo::run(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
         Some("e2e") => e2e::run(&args[1..]),
         _ => {
@@ -82,42 +84,5 @@ fn test(args: &[String]) -> Result<()> {
         e2e::run(&[])?;
     }
     eprintln!("xtask: all tests passed");
-    Ok(())
-}
-
-fn demo(args: &[String]) -> Result<()> {
-    let households: usize = args
-        .iter()
-        .position(|a| a == "--households")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(400);
-    sh::apt_install(&["build-essential", "pkg-config", "libssl-dev", "jq"])?;
-    sh::run(
-        "cargo",
-        &["build", "--release", "-p", "kunjung-client"],
-        &[],
-    )?;
-    let dir = sh::root().join("target/demo/kader");
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir)?;
-    }
-    let bin = sh::root().join("target/release/kunjung");
-    let data = dir.to_string_lossy().to_string();
-    let b = bin.to_string_lossy().to_string();
-    sh::run(&b, &["--data", &data, "init", "--user", "kader-demo"], &[])?;
-    sh::run(
-        &b,
-        &[
-            "--data",
-            &data,
-            "demo-seed",
-            "--households",
-            &households.to_string(),
-        ],
-        &[],
-    )?;
-    sh::run(&b, &["--data", &data, "store", "info"], &[])?;
-    println!("\nDemo store: {data}\nTry:\n  {b} --data {data} household list --area 32.14.01.2001 --limit 5\n  {b} --data {data} search siti\n  {b} --data {data} referral list --status open");
     Ok(())
 }

@@ -130,6 +130,14 @@ enum Cmd {
     },
     #[command(subcommand)]
     Store(StoreCmd),
+    /// App settings kept in the store (language, server, account): `setting set KEY VALUE`,
+    /// `setting get KEY`.
+    Setting {
+        /// get | set
+        action: String,
+        key: String,
+        value: Option<String>,
+    },
     #[command(subcommand)]
     Bundle(BundleCmd),
     /// Monthly recap (PWS) per posyandu, desa or area: JSON, CSV or XLSX.
@@ -834,6 +842,26 @@ fn run(cli: Cli) -> Res {
         Cmd::Unmerge { id } => {
             let (target, n) = open(&data)?.unmerge_household(id)?;
             Ok(json!({"id": id, "from": target, "records_undone": n}))
+        }
+        Cmd::Setting { action, key, value } => {
+            const KEYS: &[&str] = &["language", "server", "account", "role", "area"];
+            if !KEYS.contains(&key.as_str()) {
+                return Err(Failure(format!(
+                    "pengaturan '{key}' tidak dikenal; pilih {} (unknown setting)",
+                    KEYS.join(", ")
+                )));
+            }
+            let s = open(&data)?;
+            match (action.as_str(), value) {
+                ("get", None) => Ok(json!({ key.clone(): s.meta(&format!("setting:{key}"))? })),
+                ("set", Some(v)) => {
+                    s.set_meta(&format!("setting:{key}"), v.trim())?;
+                    Ok(json!({ key: v.trim() }))
+                }
+                _ => Err(Failure(
+                    "pakai `setting get KEY` atau `setting set KEY VALUE` (usage)".into(),
+                )),
+            }
         }
         Cmd::DebugWriteLoop { household, count } => {
             use std::io::Write;
