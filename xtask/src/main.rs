@@ -25,9 +25,7 @@ fn main() -> Result<()> {
         Some("bench") => bench::run(&args[1..]),
         Some("e2e") => e2e::run(&args[1..]),
         _ => {
-            eprintln!(
-                "usage: cargo xtask test [--no-lint] [--no-e2e] | demo | bench [--quick] | e2e"
-            );
+            eprintln!("usage: cargo xtask test [--no-lint] [--e2e] | demo | bench [--quick] | e2e");
             bail!("unknown command")
         }
     }
@@ -46,12 +44,14 @@ const TEST_PACKAGES: &[&str] = &[
     "librsvg2-dev",
 ];
 
-/// Everything, in the order a failure is cheapest to find: lints, unit and integration
-/// tests (with a real PostgreSQL and the FHIR validator), then the real app end to end.
-/// `--no-lint` skips fmt/clippy, `--no-e2e` skips the app.
+/// Everything, in the order a failure is cheapest to find: lints, then unit and integration
+/// tests (with a real PostgreSQL and the FHIR validator). `--e2e` (or `KUNJUNG_E2E=1`) also
+/// drives the real app end to end (`cargo xtask e2e` alone); it is not yet in the default
+/// run because it was not stable on a busy 2-core machine (issue 5). `--no-lint` skips
+/// fmt/clippy.
 fn test(args: &[String]) -> Result<()> {
     let no_lint = args.iter().any(|a| a == "--no-lint");
-    let no_e2e = args.iter().any(|a| a == "--no-e2e");
+    let e2e = args.iter().any(|a| a == "--e2e") || std::env::var_os("KUNJUNG_E2E").is_some();
     sh::apt_install(TEST_PACKAGES)?;
     if !no_lint {
         sh::run("cargo", &["fmt", "--all", "--check"], &[])?;
@@ -80,7 +80,7 @@ fn test(args: &[String]) -> Result<()> {
     let r = sh::run("cargo", &["test", "--workspace", "--no-fail-fast"], &env);
     drop(pg);
     r?;
-    if !no_e2e {
+    if e2e {
         e2e::run(&[])?;
     }
     eprintln!("xtask: all tests passed");
