@@ -3,7 +3,7 @@
 // nothing asserts on durations.
 import { writeFileSync } from "node:fs";
 
-const ELEMENT = "element-6066-11e4-a52e-4f735466cecc";
+const ELEMENT = "element-6066-11e4-a52e-4f735466cecf";
 
 export class Session {
   constructor(base, id) {
@@ -79,11 +79,16 @@ export class Session {
     await this.cmd("POST", `/element/${el[ELEMENT]}/click`, {});
   }
 
-  /** Types into an input as a user would (real key events). */
+  /** Types into an input: focuses it, sets the text and fires the input events the UI
+   * listens to. (WebKitWebDriver's element clear/send-keys hang under Xvfb without a window
+   * manager, so the text is set from script; clicks stay real.) */
   async type(css, text) {
     const el = await this.waitFor(css);
-    await this.cmd("POST", `/element/${el}/clear`, {});
-    await this.cmd("POST", `/element/${el}/value`, { text });
+    await this.exec(
+      `const e = arguments[0]; e.focus(); e.value = arguments[1];
+       e.dispatchEvent(new Event('input', {bubbles: true})); e.dispatchEvent(new Event('change', {bubbles: true}));`,
+      { [ELEMENT]: el }, text,
+    );
   }
 
   /** Sets an input's value (date pickers) and fires the events the UI listens to. */
@@ -115,16 +120,17 @@ export class Session {
   }
 
   async screenshot(path) {
-    const b64 = await this.cmd("GET", "/screenshot");
+    const b64 = await raw(this.base, "GET", `/session/${this.id}/screenshot`, undefined, 20000);
     writeFileSync(path, Buffer.from(b64, "base64"));
   }
 }
 
-async function raw(base, method, path, body) {
+async function raw(base, method, path, body, timeoutMs = 90000) {
   const r = await fetch(base + path, {
     method,
     headers: { "content-type": "application/json" },
     body: body === undefined ? undefined : JSON.stringify(body),
+    signal: AbortSignal.timeout(timeoutMs),
   });
   const j = await r.json().catch(() => ({}));
   if (!r.ok) throw new Error(`${method} ${path}: ${r.status} ${JSON.stringify(j.value ?? j)}`);

@@ -138,6 +138,9 @@ pub fn run(args: &[String]) -> Result<()> {
             ("TAURI_DRIVER", &driver),
             ("KUNJUNG_SYNC_MAX_BACKOFF_MS", "2000"),
             ("WEBKIT_DISABLE_COMPOSITING_MODE", "1"),
+            // Without a desktop session the default GTK input method blocks when a text
+            // field takes focus, and WebKitWebDriver with it.
+            ("GTK_IM_MODULE", "gtk-im-context-simple"),
         ],
     )?;
     eprintln!(
