@@ -249,13 +249,19 @@ pub fn sign_in(
     password: String,
 ) -> Result<SyncState> {
     let opts = engine::options(server.trim(), account.trim(), Some(password));
-    let state = app.with(|s| {
-        s.set_meta("setting:server", server.trim())?;
-        s.set_meta("setting:account", account.trim())?;
-        let r = kunjung_client::sync::sync(s, &opts, &mut |_| {});
-        let verified = kunjung_client::app_support::verified_at(s)?;
-        Ok(engine::outcome(r, s.unsynced_count()?, verified))
-    })?;
+    // The engine's blocking HTTP client may not run on the async runtime's threads.
+    let app_ref: &App = &app;
+    let run = || {
+        app_ref.with(|s| {
+            s.set_meta("setting:server", server.trim())?;
+            s.set_meta("setting:account", account.trim())?;
+            let r = kunjung_client::sync::sync(s, &opts, &mut |_| {});
+            let verified = kunjung_client::app_support::verified_at(s)?;
+            Ok(engine::outcome(r, s.unsynced_count()?, verified))
+        })
+    };
+    let state = std::thread::scope(|sc| sc.spawn(run).join())
+        .map_err(|_| AppError::Sync("sign-in thread panicked".into()))??;
     app.sync.kick();
     match state.phase.as_str() {
         "verified" => Ok(state),

@@ -182,6 +182,7 @@ try {
   });
 
   await step("register a household", async () => {
+    await s.go("#/households");
     await s.click("[data-testid=add-household]");
     await s.type("#area", "32.14.01");
     await s.type("#rt", "3");
