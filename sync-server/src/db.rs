@@ -412,7 +412,18 @@ impl Db {
                     _ => self.pg_connect()?,
                 };
                 let result = (|| {
-                    let tx = c.client.transaction().map_err(DbError::from)?;
+                    // Readers see one consistent snapshot (REPEATABLE READ), so a pull page's
+                    // window, its changes and its household snapshots all agree; writers
+                    // stay READ COMMITTED and serialise on the counter row.
+                    let tx = if serialize {
+                        c.client.transaction()
+                    } else {
+                        c.client
+                            .build_transaction()
+                            .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                            .start()
+                    }
+                    .map_err(DbError::from)?;
                     let mut t = PgTx {
                         tx,
                         cache: &mut c.cache,
