@@ -148,7 +148,7 @@ const cmds = {
           map: `function (doc) {
             if (doc.type === 'clinic' || doc.type === 'person') {
               var words = (doc.name || '').toLowerCase().split(/\\s+/);
-              for (var i = 0; i < words.length; i++) { if (words[i].length > 2) emit(words[i], doc.name); }
+              for (var i = 0; i < words.length; i++) { if (words[i].length > 0) emit(words[i], doc.name); }
             }
           }`,
         },
@@ -160,12 +160,19 @@ const cmds = {
         },
       },
     };
-    try { await db.put(ddoc); } catch (e) { if (e.status !== 409) throw e; }
+    try {
+      const old = await db.get(ddoc._id);
+      if (JSON.stringify(old.views) !== JSON.stringify(ddoc.views)) await db.put({ ...ddoc, _rev: old._rev });
+    } catch (e) {
+      if (e.status !== 404) throw e;
+      await db.put(ddoc);
+    }
     let t = now();
     for (const v of ['contacts_by_freetext', 'contacts_by_type', 'reports_by_subject']) {
       await db.query(`medic-client/${v}`, { limit: 0 });
     }
     const indexMs = now() - t;
+    process.stderr.write(`peer.js local: indexes built in ${(indexMs / 1000).toFixed(1)} s\n`);
     await db.close();
 
     const openPage = [];

@@ -3,7 +3,8 @@
 //! - `test`  — installs what the tests need (Debian packages, PostgreSQL), starts a throwaway
 //!   PostgreSQL on loopback, then runs fmt, clippy and every test. CI runs exactly this.
 //! - `demo`  — builds and runs the demo.
-//! - `bench [--quick]` — benchmarks; prints a table and writes `target/bench/results.json`.
+//! - `bench [--quick]` — Kunjung against the peer (PouchDB/pouchdb-server) and local-store
+//!   benchmarks; prints a table, writes `target/bench/results.json` and docs/BENCHMARKS.md.
 
 mod arch;
 mod bench;
@@ -80,6 +81,10 @@ fn test(args: &[String]) -> Result<()> {
     let r = sh::run("cargo", &["test", "--workspace", "--no-fail-fast"], &env);
     drop(pg);
     r?;
+    // The benchmark harness on a 20-household village: the peer (PouchDB replicating to
+    // pouchdb-server, npm install included) really replicates, Kunjung's device holds the
+    // server's households, both through the counting proxy.
+    bench::check()?;
     if e2e {
         e2e::run(&[])?;
     }
