@@ -5,6 +5,7 @@
 //! - `demo`  — builds and runs the demo.
 //! - `bench [--quick]` — Kunjung against the peer (PouchDB/pouchdb-server) and local-store
 //!   benchmarks; prints a table, writes `target/bench/results.json` and docs/BENCHMARKS.md.
+//! - `bench-check` — the short bench check `test` runs (20 households on both systems).
 
 mod arch;
 mod bench;
@@ -24,9 +25,10 @@ fn main() -> Result<()> {
         Some("test") => test(&args[1..]),
         Some("demo") => demo::run(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
+        Some("bench-check") => bench::check(),
         Some("e2e") => e2e::run(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask test [--no-lint] [--e2e] | demo | bench [--quick] | e2e");
+            eprintln!("usage: cargo xtask test [--no-lint] [--e2e] | demo | bench [--quick] | bench-check | e2e");
             bail!("unknown command")
         }
     }
