@@ -362,18 +362,47 @@ fn ms_date(ms: i64) -> Option<NaiveDate> {
 
 /// The recap for `opts.month` of the given households (see the module docs).
 pub fn monthly_recap(households: &[HouseholdView], opts: &RecapOptions) -> MonthlyRecap {
-    let month = opts.month;
-    let end = month.last_day();
-    let as_of = opts.as_of.unwrap_or(end).clamp(month.first_day(), end);
-    let mut groups: BTreeMap<String, Counts> = BTreeMap::new();
-    if opts.grouping == Grouping::Area {
-        groups.insert("all".into(), Counts::default());
-    }
+    let mut b = RecapBuilder::new(opts);
     for hh in households {
-        if hh.household.status != HouseholdStatus::Active {
-            continue;
+        b.add(hh);
+    }
+    b.finish()
+}
+
+/// The recap built one household at a time, so a caller holding many households (the
+/// server over a puskesmas area) never needs them all in memory at once. Adding the same
+/// households in any order gives the same recap as [`monthly_recap`].
+#[derive(Debug)]
+pub struct RecapBuilder {
+    month: YearMonth,
+    grouping: Grouping,
+    as_of: NaiveDate,
+    groups: BTreeMap<String, Counts>,
+}
+
+impl RecapBuilder {
+    pub fn new(opts: &RecapOptions) -> RecapBuilder {
+        let month = opts.month;
+        let end = month.last_day();
+        let as_of = opts.as_of.unwrap_or(end).clamp(month.first_day(), end);
+        let mut groups = BTreeMap::new();
+        if opts.grouping == Grouping::Area {
+            groups.insert("all".to_string(), Counts::default());
         }
-        let key = match opts.grouping {
+        RecapBuilder {
+            month,
+            grouping: opts.grouping,
+            as_of,
+            groups,
+        }
+    }
+
+    /// Counts one household (ignored unless its status is `active`).
+    pub fn add(&mut self, hh: &HouseholdView) {
+        if hh.household.status != HouseholdStatus::Active {
+            return;
+        }
+        let key = match self.grouping {
             Grouping::Posyandu => hh
                 .household
                 .posyandu_id
@@ -382,30 +411,33 @@ pub fn monthly_recap(households: &[HouseholdView], opts: &RecapOptions) -> Month
             Grouping::Desa => hh.household.area_code.clone(),
             Grouping::Area => "all".into(),
         };
-        let c = groups.entry(key).or_default();
-        count_household(c, hh, month, as_of);
+        let c = self.groups.entry(key).or_default();
+        count_household(c, hh, self.month, self.as_of);
     }
-    let mut total = Counts::default();
-    let mut out = Vec::new();
-    for (key, c) in &groups {
-        total.merge(c);
-        let label = match (opts.grouping, key.as_str()) {
-            (Grouping::Posyandu, "-") => "Tanpa posyandu (no posyandu)".to_string(),
-            (Grouping::Posyandu, k) => format!("Posyandu {k}"),
-            (Grouping::Desa, k) => format!("Desa {k}"),
-            (Grouping::Area, _) => "Seluruh wilayah (whole area)".to_string(),
-        };
-        out.push(finish(key, &label, c));
-    }
-    let total = finish("TOTAL", "Jumlah (total)", &total);
-    MonthlyRecap {
-        month: month.to_string(),
-        month_label_id: month.label_id(),
-        month_label_en: month.label_en(),
-        grouping: opts.grouping,
-        as_of,
-        groups: out,
-        total,
+
+    pub fn finish(self) -> MonthlyRecap {
+        let mut total = Counts::default();
+        let mut out = Vec::new();
+        for (key, c) in &self.groups {
+            total.merge(c);
+            let label = match (self.grouping, key.as_str()) {
+                (Grouping::Posyandu, "-") => "Tanpa posyandu (no posyandu)".to_string(),
+                (Grouping::Posyandu, k) => format!("Posyandu {k}"),
+                (Grouping::Desa, k) => format!("Desa {k}"),
+                (Grouping::Area, _) => "Seluruh wilayah (whole area)".to_string(),
+            };
+            out.push(finish(key, &label, c));
+        }
+        let total = finish("TOTAL", "Jumlah (total)", &total);
+        MonthlyRecap {
+            month: self.month.to_string(),
+            month_label_id: self.month.label_id(),
+            month_label_en: self.month.label_en(),
+            grouping: self.grouping,
+            as_of: self.as_of,
+            groups: out,
+            total,
+        }
     }
 }
 
