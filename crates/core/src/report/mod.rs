@@ -53,6 +53,7 @@ use crate::schedule::dates::{plus_days, plus_months};
 use crate::schedule::{member_is_active, weighing_status, WeighingStatus, YearMonth};
 
 /// How households are grouped.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Grouping {
@@ -93,6 +94,7 @@ pub struct RecapOptions {
 }
 
 /// The kind of number an indicator is.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Unit {
@@ -105,6 +107,7 @@ pub enum Unit {
 }
 
 /// One figure of the recap, with its definition next to it.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Indicator {
     /// Stable code (`anc_k1`, `weighing_ds`, …).
@@ -125,6 +128,7 @@ pub struct Indicator {
 }
 
 /// Ages of the open referrals of a group.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ReferralAges {
     pub open: u64,
@@ -135,6 +139,7 @@ pub struct ReferralAges {
 }
 
 /// The recap of one group.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GroupRecap {
     /// Posyandu id, area code, or `all`; `TOTAL` for the total row.
@@ -156,6 +161,7 @@ impl GroupRecap {
 }
 
 /// The monthly recap.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MonthlyRecap {
     /// `YYYY-MM`.
