@@ -655,3 +655,85 @@ fn killed_server_mid_sync_loses_and_duplicates_nothing() {
         a.hashes().len() as i64
     );
 }
+
+/// The app's long first sync (many pages) never keeps the store from the app: commands get
+/// it between the sync's steps, and what they write meanwhile is pushed before the sync
+/// ends (issue 5: "a long first sync must not block other commands").
+#[test]
+fn a_long_first_sync_leaves_the_store_to_the_app_between_steps() {
+    use kunjung_client::app_support::SharedStore;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&sqlite_db(dir.path()));
+    server.add_user("kader1", "kader", &["PSY-A"]);
+    server.add_user("kader2", "kader", &["PSY-A"]);
+    let mut a = Device::new("kader1");
+    for i in 0..40 {
+        let (_, m) = a.household(DESA_A, "PSY-A");
+        a.visit(m, &format!("kunjungan {i}"));
+    }
+    assert!(a.sync(&server).verified);
+
+    let b = Device::new("kader2");
+    let mut o = b.options(&server);
+    o.page_size = Some(2); // 20 pages
+    let Device { store, _dir, .. } = b;
+    let shared = SharedStore::new();
+    *shared.lock() = Some(store);
+    let pages = AtomicUsize::new(0);
+    let done = AtomicBool::new(false);
+    let (mut during, mut written) = (0, None);
+    let summary = std::thread::scope(|sc| {
+        let t = sc.spawn(|| {
+            let r = shared.sync(&o, &mut |_| {
+                pages.fetch_add(1, Ordering::SeqCst);
+            });
+            done.store(true, Ordering::SeqCst);
+            r
+        });
+        while !done.load(Ordering::SeqCst) {
+            {
+                let mut g = shared.lock();
+                let p = pages.load(Ordering::SeqCst);
+                if p > 0 && !done.load(Ordering::SeqCst) {
+                    during += 1;
+                    let s = g.as_mut().unwrap();
+                    // A read and, once, a write: what a cadre does while the sync runs.
+                    assert!(s.household_ids().unwrap().len() >= 2);
+                    if written.is_none() && p >= 3 {
+                        written = Some(
+                            s.create_household(&NewHousehold {
+                                area_code: DESA_A.into(),
+                                rt: "9".into(),
+                                rw: "9".into(),
+                                dusun: None,
+                                posyandu_id: Some("PSY-A".into()),
+                                address: Some("ditulis saat sinkron".into()),
+                                kk: None,
+                            })
+                            .unwrap(),
+                        );
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        t.join().unwrap().unwrap()
+    });
+    assert!(pages.load(Ordering::SeqCst) >= 20, "a long, many-page sync");
+    assert!(during > 0, "the app never got the store during the sync");
+    let written = written.expect("a household written mid-sync");
+    let mut s = shared.lock().take().unwrap();
+    assert_eq!(s.household_ids().unwrap().len(), 41);
+    // Pushed in the same sync when it was written before the last page, else in the next.
+    if !summary.verified {
+        assert!(sync(&mut s, &o, &mut |_| {}).unwrap().verified);
+    }
+    assert_eq!(s.unsynced_count().unwrap(), 0);
+    a.sync(&server);
+    assert!(
+        a.ids().contains(&written),
+        "the mid-sync household reached the server"
+    );
+}

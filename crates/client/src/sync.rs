@@ -237,7 +237,7 @@ impl Http {
         })
     }
 
-    fn login(&mut self, store: &Store) -> Result<String, SyncError> {
+    fn login(&mut self, store: &mut impl StoreAccess) -> Result<String, SyncError> {
         let password = self
             .opts
             .password
@@ -246,7 +246,7 @@ impl Http {
         let body = serde_json::to_vec(&LoginRequest {
             username: self.opts.username.clone(),
             password,
-            device_id: store.device_id(),
+            device_id: store.with(|s| Ok(s.device_id()))?,
         })
         .unwrap_or_default();
         match self.post("/v1/login", None, "application/json", body)? {
@@ -254,13 +254,16 @@ impl Http {
                 let r: LoginResponse = serde_json::from_slice(&b).map_err(|e| {
                     SyncError::Protocol(kunjung_protocol::ProtocolError::Decode(e.to_string()))
                 })?;
-                // Another server (not just another address): its cursor means nothing here.
-                if store.meta(META_SERVER_ID)?.as_deref() != Some(r.server_id.as_str()) {
-                    reset(store)?;
-                    store.set_meta(META_SERVER_ID, &r.server_id)?;
-                }
-                store.set_meta(META_TOKEN, &r.token)?;
-                store.set_meta(META_TOKEN_EXPIRES, &r.expires_at_ms.to_string())?;
+                store.with(|store| {
+                    // Another server (not just another address): its cursor means nothing here.
+                    if store.meta(META_SERVER_ID)?.as_deref() != Some(r.server_id.as_str()) {
+                        reset(store)?;
+                        store.set_meta(META_SERVER_ID, &r.server_id)?;
+                    }
+                    store.set_meta(META_TOKEN, &r.token)?;
+                    store.set_meta(META_TOKEN_EXPIRES, &r.expires_at_ms.to_string())?;
+                    Ok(())
+                })?;
                 Ok(r.token)
             }
             Answer::Err(status, e) => Err(SyncError::Server {
@@ -285,9 +288,40 @@ pub fn reset(store: &Store) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// How the sync engine reaches the store. It asks for the store only around store work,
+/// one short piece at a time (never while it waits on the network), so an app can keep
+/// using the same store during a long first sync (see `app_support::SharedStore`).
+pub trait StoreAccess {
+    /// Runs `f` on the store.
+    fn with<R>(
+        &mut self,
+        f: impl FnOnce(&mut Store) -> Result<R, SyncError>,
+    ) -> Result<R, SyncError>;
+}
+
+impl StoreAccess for &mut Store {
+    fn with<R>(
+        &mut self,
+        f: impl FnOnce(&mut Store) -> Result<R, SyncError>,
+    ) -> Result<R, SyncError> {
+        f(self)
+    }
+}
+
 /// Syncs the store with the server until nothing is left to push or pull.
 pub fn sync(
     store: &mut Store,
+    opts: &SyncOptions,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<SyncSummary, SyncError> {
+    sync_with(store, opts, progress)
+}
+
+/// [`sync`] through a [`StoreAccess`]: the store is taken for each short piece of store
+/// work (reading what to push, marking a receipt, storing one household of a page, saving
+/// the cursor) and given back in between.
+pub fn sync_with(
+    mut store: impl StoreAccess,
     opts: &SyncOptions,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<SyncSummary, SyncError> {
@@ -304,27 +338,34 @@ pub fn sync(
         opts: opts.clone(),
         summary: SyncSummary::default(),
     };
-    if store.meta(META_USER)?.as_deref() != Some(opts.username.as_str()) {
-        reset(store)?;
-        store.set_meta(META_USER, &opts.username)?;
-    }
-    let mut token = store.meta(META_TOKEN)?.filter(|t| !t.is_empty());
-    let expires: i64 = store
-        .meta(META_TOKEN_EXPIRES)?
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    if expires <= now_ms() + 60_000 {
-        token = None;
-    }
+    let token = store.with(|store| {
+        if store.meta(META_USER)?.as_deref() != Some(opts.username.as_str()) {
+            reset(store)?;
+            store.set_meta(META_USER, &opts.username)?;
+        }
+        let token = store.meta(META_TOKEN)?.filter(|t| !t.is_empty());
+        let expires: i64 = store
+            .meta(META_TOKEN_EXPIRES)?
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        Ok(token.filter(|_| expires > now_ms() + 60_000))
+    })?;
     let mut token = match token {
         Some(t) => t,
-        None => http.login(store)?,
+        None => http.login(&mut store)?,
     };
 
     let mut page = 0;
     let mut relogged = false;
     loop {
-        let pending = store.unsynced(opts.max_push.max(1))?;
+        let (pending, cursor) = store.with(|store| {
+            let pending = store.unsynced(opts.max_push.max(1))?;
+            let cursor = store
+                .meta(META_CURSOR)?
+                .filter(|c| !c.is_empty())
+                .and_then(|c| Cursor::from_text(&c).ok());
+            Ok((pending, cursor))
+        })?;
         let full_batch = pending.len() >= opts.max_push.max(1);
         let mut groups: Vec<HouseholdChanges> = Vec::new();
         let mut index: BTreeMap<Uuid, usize> = BTreeMap::new();
@@ -338,10 +379,6 @@ pub fn sync(
             });
             groups[i].changes.push(ByteBuf::from(p.bytes.clone()));
         }
-        let cursor = store
-            .meta(META_CURSOR)?
-            .filter(|c| !c.is_empty())
-            .and_then(|c| Cursor::from_text(&c).ok());
         let req = SyncRequest {
             cursor,
             changes: groups,
@@ -353,7 +390,7 @@ pub fn sync(
                 Answer::Ok(b) => decode(&b)?,
                 Answer::Err(401, _) if !relogged => {
                     relogged = true;
-                    token = http.login(store)?;
+                    token = http.login(&mut store)?;
                     continue;
                 }
                 Answer::Err(status, e) => {
@@ -396,7 +433,7 @@ pub fn sync(
             && resp.acked_digest.as_slice() == digest.as_slice()
         {
             let n = expected.len();
-            store.mark_synced_hashes(expected)?;
+            store.with(|store| Ok(store.mark_synced_hashes(expected)?))?;
             n
         } else {
             // Not a receipt for what was sent: nothing is marked; the next sync resends.
@@ -404,24 +441,29 @@ pub fn sync(
         };
         http.summary.pushed += newly_acked;
 
-        // Store the page, then the cursor.
+        // Store the page, one household at a time, then the cursor.
         for id in &resp.drops {
-            if store.has_household(*id)? {
-                store.drop_household(*id)?;
+            if store.with(|store| {
+                let had = store.has_household(*id)?;
+                if had {
+                    store.drop_household(*id)?;
+                }
+                Ok(had)
+            })? {
                 http.summary.dropped += 1;
             }
         }
         for s in &resp.snapshots {
-            store.apply_document(&s.bytes, true)?;
+            store.with(|store| Ok(store.apply_document(&s.bytes, true)?))?;
             http.summary.snapshots += 1;
             http.summary.pulled += 1;
         }
         for g in &resp.changes {
             let changes: Vec<Vec<u8>> = g.changes.iter().map(|c| c.to_vec()).collect();
-            store.apply_changes(g.household_id, &changes, true)?;
+            store.with(|store| Ok(store.apply_changes(g.household_id, &changes, true)?))?;
             http.summary.pulled += changes.len();
         }
-        store.set_meta(META_CURSOR, &resp.next_cursor.to_text())?;
+        store.with(|store| Ok(store.set_meta(META_CURSOR, &resp.next_cursor.to_text())?))?;
         progress(&Progress {
             page,
             total: resp.total,
@@ -429,18 +471,27 @@ pub fn sync(
             pushed: http.summary.pushed,
             pulled: http.summary.pulled,
         });
-        if !resp.more && (!full_batch || newly_acked == 0) {
+        // Done when nothing is left to pull and either every local change is acknowledged
+        // or this round acknowledged nothing (what is left was refused). Changes written
+        // meanwhile (the app keeps working during a sync) go in another round.
+        if !resp.more
+            && (newly_acked == 0
+                || (!full_batch && store.with(|store| Ok(store.unsynced_count()?))? == 0))
+        {
             break;
         }
     }
-    let unsynced = store.unsynced_count()?;
     let mut summary = http.summary;
+    let unsynced = store.with(|store| {
+        let unsynced = store.unsynced_count()?;
+        // Changes are marked synced only on a matching receipt, so none left means every
+        // local change was acknowledged by the server.
+        if unsynced == 0 {
+            store.set_meta(META_VERIFIED_AT, &now_ms().to_string())?;
+        }
+        Ok(unsynced)
+    })?;
     summary.unsynced = unsynced;
-    // Changes are marked synced only on a matching receipt, so none left means every
-    // local change was acknowledged by the server.
     summary.verified = unsynced == 0;
-    if summary.verified {
-        store.set_meta(META_VERIFIED_AT, &now_ms().to_string())?;
-    }
     Ok(summary)
 }

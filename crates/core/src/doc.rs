@@ -61,6 +61,7 @@ impl CommitMeta {
 }
 
 /// One change of the document, for the history view.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChangeInfo {
     pub hash: String,
@@ -92,6 +93,7 @@ pub struct Conflict {
 }
 
 /// A version of a field in its history.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FieldVersion {
     pub change: ChangeInfo,

@@ -10,6 +10,7 @@ use chrono::NaiveDate;
 use kunjung_core::checklist::{catalogue, ItemKind};
 use kunjung_core::growth::{self, GrowthInput, Indicator};
 use kunjung_core::lifestage::{life_stage, LifeStage};
+use kunjung_core::schedule::{self, YearMonth};
 use kunjung_core::{AnswerValue, Conflict, FieldEdit, Sex};
 use rusqlite::params;
 use serde::{Deserialize, Serialize};
@@ -114,6 +115,11 @@ pub struct GrowthChart {
     pub weight_for_age: Curve,
     pub length_for_age: Curve,
     pub points: Vec<GrowthPoint>,
+    /// The weighing referral suggestion (2T in a row, or weight-for-age < −3 SD) for the
+    /// month of the latest weighing, in Bahasa Indonesia; `None` when neither applies.
+    pub referral_suggestion: Option<String>,
+    /// `YYYY-MM` of that weighing.
+    pub suggestion_month: Option<String>,
 }
 
 const DRAFT_PREFIX: &str = "draft:";
@@ -287,6 +293,13 @@ impl Store {
             .filter(|v| v.weight_kg.is_some() || v.height_cm.is_some())
             .collect();
         visits.sort_by_key(|v| v.date);
+        let suggestion_month = visits
+            .iter()
+            .rev()
+            .find(|v| v.weight_kg.is_some())
+            .map(|v| YearMonth::of(v.date));
+        let referral_suggestion =
+            suggestion_month.and_then(|ym| schedule::referral_suggestion(m, &view.visits, ym));
         let mut points = Vec::new();
         for v in visits {
             let input = GrowthInput {
@@ -327,6 +340,11 @@ impl Store {
             weight_for_age: curve(Indicator::WeightForAge, sex, max_days),
             length_for_age: curve(Indicator::LengthHeightForAge, sex, max_days),
             points,
+            suggestion_month: referral_suggestion
+                .as_ref()
+                .and(suggestion_month)
+                .map(|m| m.to_string()),
+            referral_suggestion,
         })
     }
 

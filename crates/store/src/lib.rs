@@ -7,6 +7,7 @@
 //! apart. Projections can be rebuilt from the documents at any time (`rebuild`).
 
 pub mod app_support;
+pub mod app_views;
 mod crypto;
 mod merge;
 mod project;

@@ -53,6 +53,7 @@ use crate::schedule::dates::{plus_days, plus_months};
 use crate::schedule::{member_is_active, weighing_status, WeighingStatus, YearMonth};
 
 /// How households are grouped.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Grouping {
@@ -93,6 +94,7 @@ pub struct RecapOptions {
 }
 
 /// The kind of number an indicator is.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Unit {
@@ -105,6 +107,7 @@ pub enum Unit {
 }
 
 /// One figure of the recap, with its definition next to it.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Indicator {
     /// Stable code (`anc_k1`, `weighing_ds`, …).
@@ -125,6 +128,7 @@ pub struct Indicator {
 }
 
 /// Ages of the open referrals of a group.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ReferralAges {
     pub open: u64,
@@ -135,6 +139,7 @@ pub struct ReferralAges {
 }
 
 /// The recap of one group.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GroupRecap {
     /// Posyandu id, area code, or `all`; `TOTAL` for the total row.
@@ -156,6 +161,7 @@ impl GroupRecap {
 }
 
 /// The monthly recap.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MonthlyRecap {
     /// `YYYY-MM`.
@@ -362,18 +368,47 @@ fn ms_date(ms: i64) -> Option<NaiveDate> {
 
 /// The recap for `opts.month` of the given households (see the module docs).
 pub fn monthly_recap(households: &[HouseholdView], opts: &RecapOptions) -> MonthlyRecap {
-    let month = opts.month;
-    let end = month.last_day();
-    let as_of = opts.as_of.unwrap_or(end).clamp(month.first_day(), end);
-    let mut groups: BTreeMap<String, Counts> = BTreeMap::new();
-    if opts.grouping == Grouping::Area {
-        groups.insert("all".into(), Counts::default());
-    }
+    let mut b = RecapBuilder::new(opts);
     for hh in households {
-        if hh.household.status != HouseholdStatus::Active {
-            continue;
+        b.add(hh);
+    }
+    b.finish()
+}
+
+/// The recap built one household at a time, so a caller holding many households (the
+/// server over a puskesmas area) never needs them all in memory at once. Adding the same
+/// households in any order gives the same recap as [`monthly_recap`].
+#[derive(Debug)]
+pub struct RecapBuilder {
+    month: YearMonth,
+    grouping: Grouping,
+    as_of: NaiveDate,
+    groups: BTreeMap<String, Counts>,
+}
+
+impl RecapBuilder {
+    pub fn new(opts: &RecapOptions) -> RecapBuilder {
+        let month = opts.month;
+        let end = month.last_day();
+        let as_of = opts.as_of.unwrap_or(end).clamp(month.first_day(), end);
+        let mut groups = BTreeMap::new();
+        if opts.grouping == Grouping::Area {
+            groups.insert("all".to_string(), Counts::default());
         }
-        let key = match opts.grouping {
+        RecapBuilder {
+            month,
+            grouping: opts.grouping,
+            as_of,
+            groups,
+        }
+    }
+
+    /// Counts one household (ignored unless its status is `active`).
+    pub fn add(&mut self, hh: &HouseholdView) {
+        if hh.household.status != HouseholdStatus::Active {
+            return;
+        }
+        let key = match self.grouping {
             Grouping::Posyandu => hh
                 .household
                 .posyandu_id
@@ -382,30 +417,33 @@ pub fn monthly_recap(households: &[HouseholdView], opts: &RecapOptions) -> Month
             Grouping::Desa => hh.household.area_code.clone(),
             Grouping::Area => "all".into(),
         };
-        let c = groups.entry(key).or_default();
-        count_household(c, hh, month, as_of);
+        let c = self.groups.entry(key).or_default();
+        count_household(c, hh, self.month, self.as_of);
     }
-    let mut total = Counts::default();
-    let mut out = Vec::new();
-    for (key, c) in &groups {
-        total.merge(c);
-        let label = match (opts.grouping, key.as_str()) {
-            (Grouping::Posyandu, "-") => "Tanpa posyandu (no posyandu)".to_string(),
-            (Grouping::Posyandu, k) => format!("Posyandu {k}"),
-            (Grouping::Desa, k) => format!("Desa {k}"),
-            (Grouping::Area, _) => "Seluruh wilayah (whole area)".to_string(),
-        };
-        out.push(finish(key, &label, c));
-    }
-    let total = finish("TOTAL", "Jumlah (total)", &total);
-    MonthlyRecap {
-        month: month.to_string(),
-        month_label_id: month.label_id(),
-        month_label_en: month.label_en(),
-        grouping: opts.grouping,
-        as_of,
-        groups: out,
-        total,
+
+    pub fn finish(self) -> MonthlyRecap {
+        let mut total = Counts::default();
+        let mut out = Vec::new();
+        for (key, c) in &self.groups {
+            total.merge(c);
+            let label = match (self.grouping, key.as_str()) {
+                (Grouping::Posyandu, "-") => "Tanpa posyandu (no posyandu)".to_string(),
+                (Grouping::Posyandu, k) => format!("Posyandu {k}"),
+                (Grouping::Desa, k) => format!("Desa {k}"),
+                (Grouping::Area, _) => "Seluruh wilayah (whole area)".to_string(),
+            };
+            out.push(finish(key, &label, c));
+        }
+        let total = finish("TOTAL", "Jumlah (total)", &total);
+        MonthlyRecap {
+            month: self.month.to_string(),
+            month_label_id: self.month.label_id(),
+            month_label_en: self.month.label_en(),
+            grouping: self.grouping,
+            as_of: self.as_of,
+            groups: out,
+            total,
+        }
     }
 }
 

@@ -540,3 +540,21 @@ fn other_months_and_reference_dates() {
         );
     }
 }
+
+#[test]
+fn builder_in_any_order_equals_the_slice_recap() {
+    let opts = RecapOptions {
+        month: "2026-08".parse().unwrap(),
+        grouping: Grouping::Desa,
+        as_of: None,
+    };
+    let whole = monthly_recap(&dataset(), &opts);
+    let mut b = RecapBuilder::new(&opts);
+    for hh in dataset().iter().rev() {
+        b.add(hh);
+    }
+    let streamed = b.finish();
+    assert_eq!(streamed, whole);
+    // Sanity: the recap is not empty, so the equality compares real figures.
+    assert!(fig(&whole.total, "weighing_ds").1.unwrap() > 0);
+}
