@@ -580,11 +580,12 @@ pub fn pull(
             (false, false) => {
                 // Not in scope at S (e.g. created after S), not now: this device still
                 // holds it if it pushed to it since S — then it must drop it too.
-                if held
+                // (A household created after T belongs to the next window.)
+                if row.created_seq <= target
                     && !t
                         .query(
-                            "SELECT 1 FROM changes WHERE household_id = $1 AND device = $2 AND seq > $3 LIMIT 1",
-                            &[id_text.as_str().into(), user.device.as_str().into(), s.into()],
+                            "SELECT 1 FROM changes WHERE household_id = $1 AND device = $2 AND seq > $3 AND seq <= $4 LIMIT 1",
+                            &[id_text.as_str().into(), user.device.as_str().into(), s.into(), target.into()],
                         )?
                         .is_empty()
                 {
