@@ -298,6 +298,8 @@ pub const TABLES: &[&str] = &[
     "changes",
     "households",
     "locations",
+    "erased",
+    "audit",
 ];
 
 impl Db {
@@ -332,6 +334,9 @@ impl Db {
         } else {
             return Err(DbError::BadUrl(url.to_string()));
         };
+        // Tables of the reliability and data-protection modules (issue 8).
+        crate::erase::init(&db)?;
+        crate::audit::init(&db)?;
         Ok(db)
     }
 

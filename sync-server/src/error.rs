@@ -43,6 +43,21 @@ pub enum ServerError {
     Internal(String),
 }
 
+/// True when the database failed because its disk is full (SQLite `SQLITE_FULL`,
+/// PostgreSQL `53100 disk_full`): answered as 507 `storage_full`, which a client may retry
+/// later; the failed transaction stored nothing.
+fn disk_full(e: &DbError) -> bool {
+    match e {
+        DbError::Sqlite(rusqlite::Error::SqliteFailure(f, _)) => {
+            f.code == rusqlite::ErrorCode::DiskFull
+        }
+        DbError::Postgres(p) => p.code() == Some(&postgres::error::SqlState::DISK_FULL),
+        _ => false,
+    }
+}
+
+const STORAGE_FULL: &str = "penyimpanan server penuh; data yang sudah diterima tetap aman, coba lagi nanti (server storage full; nothing stored was lost, retry later)";
+
 impl ServerError {
     pub fn status(&self) -> StatusCode {
         match self {
@@ -58,6 +73,7 @@ impl ServerError {
             ServerError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ServerError::UnsupportedMedia(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ServerError::Timeout => StatusCode::SERVICE_UNAVAILABLE,
+            ServerError::Db(e) if disk_full(e) => StatusCode::INSUFFICIENT_STORAGE,
             ServerError::Db(_) | ServerError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -78,15 +94,20 @@ impl ServerError {
             ServerError::TooLarge => "too_large",
             ServerError::UnsupportedMedia(_) => "unsupported_media_type",
             ServerError::Timeout => "timeout",
+            ServerError::Db(e) if disk_full(e) => "storage_full",
             ServerError::Db(_) => "database",
             ServerError::Internal(_) => "internal",
         }
     }
 
     pub fn body(&self) -> ErrorBody {
+        let message = match self {
+            ServerError::Db(e) if disk_full(e) => STORAGE_FULL.to_string(),
+            _ => self.to_string(),
+        };
         ErrorBody {
             code: self.code().to_string(),
-            message: self.to_string(),
+            message,
         }
     }
 }

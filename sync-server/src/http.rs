@@ -227,6 +227,16 @@ async fn login(
         }) {
             Ok((token, expires_at_ms, a)) => {
                 st.limiter.succeeded(&req.username);
+                crate::audit::record(
+                    &st.db,
+                    &[crate::audit::Event::new(
+                        &a.username,
+                        &req.device_id,
+                        "login",
+                        None,
+                        "",
+                    )],
+                );
                 tracing::info!(user = %a.username, device = %req.device_id, "login");
                 Ok(Json(LoginResponse {
                     token,
@@ -242,6 +252,17 @@ async fn login(
                     st.limiter.failed(&req.username);
                     st.metrics.login_failures.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(user = %req.username, "login failed");
+                    let name: String = req.username.chars().take(64).collect();
+                    crate::audit::record(
+                        &st.db,
+                        &[crate::audit::Event::new(
+                            &name,
+                            &req.device_id,
+                            "login_failed",
+                            None,
+                            e.code(),
+                        )],
+                    );
                 }
                 Err(e)
             }
@@ -301,6 +322,7 @@ async fn sync_handler(
         let user = authenticate(st, &token)?;
         let req: SyncRequest = kunjung_protocol::decode(&bytes)?;
         let (resp, pushed, pulled) = sync::sync(&st.db, &user, &req)?;
+        crate::audit::record(&st.db, &crate::audit::sync_events(&user, &req, &resp));
         let m = &st.metrics;
         m.changes_pushed
             .fetch_add(pushed.stored as u64, Ordering::Relaxed);
@@ -334,17 +356,23 @@ async fn sync_handler(
 async fn household(
     State(st): State<Arc<AppState>>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    id: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<Json<serde_json::Value>, ServerError> {
     check_version(&headers)?;
     let token = bearer(&headers)?;
-    let id = Uuid::parse_str(&id)
-        .map_err(|_| ServerError::BadRequest("id rumah tangga (household id)".into()))?;
+    // A path that does not decode (e.g. invalid UTF-8) is a JSON 400 like any bad id.
+    let id = id
+        .ok()
+        .and_then(|Path(id)| Uuid::parse_str(&id).ok())
+        .ok_or_else(|| ServerError::BadRequest("id rumah tangga (household id)".into()))?;
     blocking(&st, move |st| {
         let u = authenticate(st, &token)?;
-        st.db
-            .tx(false, |t| sync::household_json(t, &u, id))
-            .map(Json)
+        let view = st.db.tx(false, |t| sync::household_json(t, &u, id))?;
+        crate::audit::record(
+            &st.db,
+            &[crate::audit::Event::by(&u, "read", Some(id), "GET")],
+        );
+        Ok(Json(view))
     })
     .await
 }
@@ -360,6 +388,10 @@ async fn admin_users(
         if u.role != kunjung_protocol::Role::Admin {
             return Err(ServerError::Forbidden("hanya admin (admin only)".into()));
         }
+        crate::audit::record(
+            &st.db,
+            &[crate::audit::Event::by(&u, "list_users", None, "")],
+        );
         st.db.tx(false, auth::list_accounts).map(Json)
     })
     .await

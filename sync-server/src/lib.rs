@@ -1,10 +1,13 @@
 //! The Kunjung sync server (SPEC §4, §6): accounts and tokens ([`auth`]), the storage
 //! trait and its SQLite and PostgreSQL implementations ([`db`]), the sync logic
-//! ([`sync`]), the HTTP interface ([`http`]) and the administration commands ([`admin`]).
+//! ([`sync`]), the HTTP interface ([`http`]), the administration commands ([`admin`]),
+//! the audit log ([`audit`]) and per-household erasure ([`erase`]).
 
 pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod db;
+pub mod erase;
 pub mod error;
 pub mod http;
 pub mod sync;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use kunjung_protocol::Role;
-use kunjung_sync_server::{admin, auth, http, Db};
+use kunjung_sync_server::{admin, audit, auth, erase, http, Db};
 
 #[derive(Parser)]
 #[command(
@@ -50,6 +50,36 @@ enum Cmd {
     },
     /// Fold pending changes into the stored household snapshots.
     Compact,
+    #[command(subcommand)]
+    Household(HouseholdCmd),
+    /// Read the audit log (who read and changed what), newest first, one JSON object a line.
+    Audit {
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        household: Option<uuid::Uuid>,
+        /// Only events at or after this time (milliseconds since the Unix epoch).
+        #[arg(long)]
+        since_ms: Option<i64>,
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum HouseholdCmd {
+    /// Erase a household on request (UU PDP): removed from the server now and from every
+    /// device at its next sync.
+    Erase {
+        #[arg(long)]
+        id: uuid::Uuid,
+        /// Why (e.g. the request letter's number); kept in the audit log.
+        #[arg(long)]
+        reason: String,
+        /// The administrator doing it.
+        #[arg(long, env = "USER")]
+        by: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -156,6 +186,20 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Compact => {
             let n = admin::compact(&db)?;
             println!("{}", serde_json::json!({"compacted": n}));
+        }
+        Cmd::Household(HouseholdCmd::Erase { id, reason, by }) => {
+            let e = erase::erase(&db, id, &by, &reason)?;
+            println!("{}", serde_json::to_string(&e)?);
+        }
+        Cmd::Audit {
+            user,
+            household,
+            since_ms,
+            limit,
+        } => {
+            for e in audit::query(&db, user.as_deref(), household, since_ms, limit)? {
+                println!("{}", serde_json::to_string(&e)?);
+            }
         }
     }
     Ok(())

@@ -90,6 +90,19 @@ fn location(doc: &HouseholdDoc) -> Result<(String, Option<String>), kunjung_core
     Ok((h.area_code.as_str().to_string(), h.posyandu_id))
 }
 
+/// Whether the household's location in its first change is inside `scope`.
+fn created_in_scope(doc: &HouseholdDoc, scope: &Scope) -> bool {
+    let am = doc.automerge();
+    let Some(first) = am.get_changes(&[]).first().map(|c| c.hash()) else {
+        return false;
+    };
+    am.fork_at(&[first])
+        .ok()
+        .and_then(|f| HouseholdDoc::from_automerge(f).ok())
+        .and_then(|d| location(&d).ok())
+        .is_some_and(|(a, p)| scope.contains(&a, p.as_deref()))
+}
+
 fn reject(out: &mut PushOutcome, id: Uuid, hash: Option<Vec<u8>>, code: &str, message: String) {
     out.rejected.push(Rejected {
         household_id: id,
@@ -120,6 +133,16 @@ pub fn push(
         }
         if let Some(e) = corrupt {
             reject(&mut out, id, None, "corrupt_change", e.to_string());
+            continue;
+        }
+        if crate::erase::is_erased(t, id)? {
+            reject(
+                &mut out,
+                id,
+                None,
+                "erased",
+                "rumah tangga ini dihapus atas permintaan (household erased on request)".into(),
+            );
             continue;
         }
         let row = household_row(t, id)?;
@@ -207,7 +230,12 @@ pub fn push(
                 continue;
             }
         };
-        if row.is_none() && !scope.contains(&area, posyandu.as_deref()) {
+        // A new household is in scope if it was created in scope (it may have moved out
+        // before its first sync: the move then reaches the new scope like any other).
+        if row.is_none()
+            && !scope.contains(&area, posyandu.as_deref())
+            && !created_in_scope(&doc, &scope)
+        {
             reject(
                 &mut out,
                 id,
@@ -272,9 +300,12 @@ pub fn push(
                         doc.automerge().save_nocompress().into(),
                     ],
                 )?;
+                // Created in scope and moved out before its first sync: recorded as a move,
+                // so the pushing device is told to drop it.
+                let moved_out = i64::from(!scope.contains(&area, posyandu.as_deref()));
                 t.exec(
-                    "INSERT INTO locations(household_id, seq, area_code, posyandu_id, is_move) VALUES ($1, $2, $3, $4, 0)",
-                    &[id.to_string().into(), last.into(), area.into(), posyandu.into()],
+                    "INSERT INTO locations(household_id, seq, area_code, posyandu_id, is_move) VALUES ($1, $2, $3, $4, $5)",
+                    &[id.to_string().into(), last.into(), area.into(), posyandu.into(), moved_out.into()],
                 )?;
             }
             Some(r) => {
@@ -546,10 +577,29 @@ pub fn pull(
                 }
             }
             (true, false) => resp.drops.push(id),
-            (false, false) => {}
+            (false, false) => {
+                // Not in scope at S (e.g. created after S), not now: this device still
+                // holds it if it pushed to it since S — then it must drop it too.
+                // (A household created after T belongs to the next window.)
+                if row.created_seq <= target
+                    && !t
+                        .query(
+                            "SELECT 1 FROM changes WHERE household_id = $1 AND device = $2 AND seq > $3 AND seq <= $4 LIMIT 1",
+                            &[id_text.as_str().into(), user.device.as_str().into(), s.into(), target.into()],
+                        )?
+                        .is_empty()
+                {
+                    resp.drops.push(id);
+                }
+            }
         }
     }
     let more = ids.len() > done;
+    if !more && held {
+        // Erasures in this window: every device that synced before drops them.
+        resp.drops
+            .extend(crate::erase::erased_between(t, s, target)?);
+    }
     resp.more = more;
     if more {
         let last = last_done.unwrap_or_default();

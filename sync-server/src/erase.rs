@@ -1,0 +1,113 @@
+//! Per-household erasure on request (UU 27/2022 PDP, the right to erasure): an
+//! administrator removes one household from the server — its changes, its materialised
+//! document, its location history — in one transaction, and records it in `erased`
+//! under a new sequence number. Every device that has synced before learns of it in its
+//! next pull window as a `drop` (the instruction devices already follow when a household
+//! leaves their scope), which deletes the household and any unsent changes of it from the
+//! device. A push for an erased household is refused (`erased`), so a device that was
+//! offline cannot bring it back. The `erased` row holds only the random id, the time,
+//! who erased it and why — no personal data. Backups made before the erasure still hold
+//! the household: they must be rotated (docs/RELIABILITY.md).
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::audit;
+use crate::db::{Db, DbError, Sql};
+use crate::error::ServerError;
+
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS erased(
+        household_id TEXT PRIMARY KEY, seq BIGINT NOT NULL, erased_at BIGINT NOT NULL,
+        erased_by TEXT NOT NULL, reason TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS erased_seq ON erased(seq)",
+];
+
+/// Creates the table if missing (idempotent).
+pub fn init(db: &Db) -> Result<(), DbError> {
+    db.tx(false, |t| {
+        for s in SCHEMA {
+            t.exec(s, &[])?;
+        }
+        Ok(())
+    })
+}
+
+/// What an erasure removed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Erased {
+    pub household_id: Uuid,
+    pub changes: u64,
+    pub seq: i64,
+}
+
+/// Erases a household. `by` is the administrator, `reason` the request (e.g. a letter
+/// number); both are kept in the audit log.
+pub fn erase(db: &Db, id: Uuid, by: &str, reason: &str) -> Result<Erased, ServerError> {
+    if reason.trim().is_empty() {
+        return Err(ServerError::BadRequest(
+            "alasan penghapusan wajib diisi (a reason is required)".into(),
+        ));
+    }
+    db.tx(true, |t| {
+        let key = id.to_string();
+        if is_erased(t, id)? {
+            return Err(ServerError::Conflict(format!(
+                "rumah tangga {id} sudah dihapus (household already erased)"
+            )));
+        }
+        if t.query("SELECT 1 FROM households WHERE id = $1", &[key.as_str().into()])?
+            .is_empty()
+        {
+            return Err(ServerError::NotFound(format!("rumah tangga {id} (household)")));
+        }
+        let seq = t.query(
+            "UPDATE counters SET value = value + 1 WHERE name = 'seq' RETURNING value",
+            &[],
+        )?[0][0]
+            .int();
+        let changes = t.exec("DELETE FROM changes WHERE household_id = $1", &[key.as_str().into()])?;
+        t.exec("DELETE FROM locations WHERE household_id = $1", &[key.as_str().into()])?;
+        t.exec("DELETE FROM households WHERE id = $1", &[key.as_str().into()])?;
+        t.exec(
+            "INSERT INTO erased(household_id, seq, erased_at, erased_by, reason) VALUES ($1, $2, $3, $4, $5)",
+            &[
+                key.as_str().into(),
+                seq.into(),
+                crate::auth::now_ms().into(),
+                by.into(),
+                reason.into(),
+            ],
+        )?;
+        audit::write(
+            t,
+            &[audit::Event::new(by, "admin-cli", "erase", Some(id), reason)],
+        )?;
+        Ok(Erased {
+            household_id: id,
+            changes,
+            seq,
+        })
+    })
+}
+
+pub fn is_erased(t: &mut dyn Sql, id: Uuid) -> Result<bool, DbError> {
+    Ok(!t
+        .query(
+            "SELECT 1 FROM erased WHERE household_id = $1",
+            &[id.to_string().into()],
+        )?
+        .is_empty())
+}
+
+/// Households erased in the window (s, target]: dropped by every device that synced
+/// before (ids are random and carry no personal data; a device ignores ids it lacks).
+pub fn erased_between(t: &mut dyn Sql, s: i64, target: i64) -> Result<Vec<Uuid>, DbError> {
+    Ok(t.query(
+        "SELECT household_id FROM erased WHERE seq > $1 AND seq <= $2 ORDER BY household_id",
+        &[s.into(), target.into()],
+    )?
+    .into_iter()
+    .filter_map(|r| r[0].text().and_then(|s| Uuid::parse_str(s).ok()))
+    .collect())
+}
