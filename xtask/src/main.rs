@@ -7,6 +7,7 @@
 
 mod arch;
 mod bench;
+mod bench_report;
 mod demo;
 mod e2e;
 mod fhir;
@@ -23,9 +24,10 @@ fn main() -> Result<()> {
         Some("test") => test(&args[1..]),
         Some("demo") => demo::run(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
+        Some("bench-report") => bench_report::run(&args[1..]),
         Some("e2e") => e2e::run(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask test [--no-lint] [--e2e] | demo | bench [--quick] | e2e");
+            eprintln!("usage: cargo xtask test [--no-lint] [--e2e] | demo | bench [--quick] | bench-report [--households N] | e2e");
             bail!("unknown command")
         }
     }
