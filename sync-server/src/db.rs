@@ -337,6 +337,8 @@ impl Db {
         // Tables of the reliability and data-protection modules (issue 8).
         crate::erase::init(&db)?;
         crate::audit::init(&db)?;
+        // Made here too (not only on a first report) so erasure can always clear it.
+        crate::report::ensure_table(&db)?;
         Ok(db)
     }
 

@@ -69,6 +69,7 @@ pub fn erase(db: &Db, id: Uuid, by: &str, reason: &str) -> Result<Erased, Server
         let changes = t.exec("DELETE FROM changes WHERE household_id = $1", &[key.as_str().into()])?;
         t.exec("DELETE FROM locations WHERE household_id = $1", &[key.as_str().into()])?;
         t.exec("DELETE FROM households WHERE id = $1", &[key.as_str().into()])?;
+        crate::report::forget(t, &key)?;
         t.exec(
             "INSERT INTO erased(household_id, seq, erased_at, erased_by, reason) VALUES ($1, $2, $3, $4, $5)",
             &[

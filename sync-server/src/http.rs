@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
-use axum::extract::{MatchedPath, Path, Request, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{MatchedPath, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -23,7 +24,7 @@ use uuid::Uuid;
 use crate::auth::{self, LoginLimiter, User};
 use crate::db::Db;
 use crate::error::ServerError;
-use crate::sync;
+use crate::{report, sync};
 
 /// The OpenAPI description, served at `/v1/openapi.json`.
 pub const OPENAPI: &str = include_str!("../openapi.json");
@@ -39,6 +40,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/sync"),
     ("GET", "/v1/households/{id}"),
     ("GET", "/v1/admin/users"),
+    ("GET", "/v1/reports/monthly"),
+    ("GET", "/v1/reports/duplicates"),
     ("GET", "/metrics"),
 ];
 
@@ -91,6 +94,8 @@ fn handler(method: &str, path: &str) -> MethodRouter<Arc<AppState>> {
         ("POST", "/v1/sync") => post(sync_handler),
         ("GET", "/v1/households/{id}") => get(household),
         ("GET", "/v1/admin/users") => get(admin_users),
+        ("GET", "/v1/reports/monthly") => get(report_monthly),
+        ("GET", "/v1/reports/duplicates") => get(report_duplicates),
         ("GET", "/metrics") => get(metrics),
         _ => unreachable!("route {method} {path} has no handler"),
     }
@@ -393,6 +398,54 @@ async fn admin_users(
             &[crate::audit::Event::by(&u, "list_users", None, "")],
         );
         st.db.tx(false, auth::list_accounts).map(Json)
+    })
+    .await
+}
+
+type QueryMap = Result<Query<BTreeMap<String, String>>, QueryRejection>;
+
+fn query_map(q: QueryMap) -> Result<BTreeMap<String, String>, ServerError> {
+    q.map(|Query(m)| m)
+        .map_err(|e| ServerError::BadRequest(format!("parameter: {e}")))
+}
+
+async fn report_monthly(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    q: QueryMap,
+) -> Result<Json<report::MonthlyRecap>, ServerError> {
+    check_version(&headers)?;
+    let token = bearer(&headers)?;
+    let q = query_map(q)?;
+    blocking(&st, move |st| {
+        let u = authenticate(st, &token)?;
+        let q = report::MonthlyQuery::parse(&q)?;
+        let today = chrono::Utc::now().date_naive();
+        let (recap, stats) = report::monthly(&st.db, &u, &q, today)?;
+        tracing::info!(user = %u.username, month = %q.month, households = stats.households,
+            refreshed = stats.refreshed, "report");
+        Ok(Json(recap))
+    })
+    .await
+}
+
+async fn report_duplicates(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    q: QueryMap,
+) -> Result<Json<Vec<report::DuplicatePair>>, ServerError> {
+    check_version(&headers)?;
+    let token = bearer(&headers)?;
+    let q = query_map(q)?;
+    blocking(&st, move |st| {
+        let u = authenticate(st, &token)?;
+        if let Some(k) = q.keys().find(|k| k.as_str() != "area") {
+            return Err(ServerError::BadRequest(format!(
+                "parameter {k} tidak dikenal (unknown parameter)"
+            )));
+        }
+        let (pairs, _) = report::duplicates(&st.db, &u, q.get("area").map(String::as_str))?;
+        Ok(Json(pairs))
     })
     .await
 }

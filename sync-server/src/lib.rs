@@ -1,7 +1,8 @@
 //! The Kunjung sync server (SPEC §4, §6): accounts and tokens ([`auth`]), the storage
 //! trait and its SQLite and PostgreSQL implementations ([`db`]), the sync logic
-//! ([`sync`]), the HTTP interface ([`http`]), the administration commands ([`admin`]),
-//! the audit log ([`audit`]) and per-household erasure ([`erase`]).
+//! ([`sync`]), reports over a scope ([`report`]), the HTTP interface ([`http`]), the
+//! administration commands ([`admin`]), the audit log ([`audit`]) and per-household erasure
+//! ([`erase`]).
 
 pub mod admin;
 pub mod audit;
@@ -10,6 +11,7 @@ pub mod db;
 pub mod erase;
 pub mod error;
 pub mod http;
+pub mod report;
 pub mod sync;
 
 pub use db::Db;

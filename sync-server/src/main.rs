@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use kunjung_protocol::Role;
-use kunjung_sync_server::{admin, audit, auth, erase, http, Db};
+use kunjung_sync_server::{admin, audit, auth, erase, http, report, Db};
 
 #[derive(Parser)]
 #[command(
@@ -50,6 +50,18 @@ enum Cmd {
     },
     /// Fold pending changes into the stored household snapshots.
     Compact,
+    /// Suspected duplicate households (same No. KK, or a member with the same NIK or name +
+    /// birth date), as JSON; the same rules as `kunjung duplicates` on a device.
+    Duplicates {
+        /// Area code or prefix (e.g. 32.14.01); all households when absent.
+        #[arg(long)]
+        area: Option<String>,
+    },
+    /// Build the report projections of changed households ahead of the first report.
+    ReportRefresh {
+        #[arg(long)]
+        area: Option<String>,
+    },
     #[command(subcommand)]
     Household(HouseholdCmd),
     /// Read the audit log (who read and changed what), newest first, one JSON object a line.
@@ -182,6 +194,14 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Restore { from } => {
             let n = admin::restore(&db, &from)?;
             println!("{}", serde_json::json!({"rows": n}));
+        }
+        Cmd::Duplicates { area } => {
+            let (pairs, _) = report::duplicates(&db, &report::admin_user(), area.as_deref())?;
+            println!("{}", serde_json::to_string_pretty(&pairs)?);
+        }
+        Cmd::ReportRefresh { area } => {
+            let stats = report::refresh(&db, area.as_deref())?;
+            println!("{}", serde_json::to_string(&stats)?);
         }
         Cmd::Compact => {
             let n = admin::compact(&db)?;

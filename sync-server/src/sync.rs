@@ -672,3 +672,16 @@ pub fn counts(t: &mut dyn Sql) -> Result<(i64, i64, i64), ServerError> {
     let u = t.query("SELECT count(*) FROM users", &[])?[0][0].int();
     Ok((c, h, u))
 }
+
+/// The materialised document of a household and the sequence number of its last change,
+/// or `None` when the server does not hold it (for the reports' projections).
+pub fn household_doc(
+    t: &mut dyn Sql,
+    id: Uuid,
+) -> Result<Option<(HouseholdDoc, i64)>, ServerError> {
+    let Some(row) = household_row(t, id)? else {
+        return Ok(None);
+    };
+    let doc = load_doc(t, id, &row)?;
+    Ok(Some((doc, row.last_seq)))
+}

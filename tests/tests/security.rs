@@ -280,6 +280,43 @@ fn authorization_matrix_every_role_route_and_place() {
                         }
                     }
                 }
+                ("GET", "/v1/reports/monthly") | ("GET", "/v1/reports/duplicates") => {
+                    // Reports: admin everything, puskesmas its area, bidan her desa, a kader
+                    // none (her posyandu's recap is on her device); `area=` outside the
+                    // caller's scope is refused.
+                    let query = |area: Option<&str>| {
+                        let mut q = format!("{route}?month=2026-11");
+                        if let Some(a) = area {
+                            q.push_str(&format!("&area={a}"));
+                        }
+                        q
+                    };
+                    for (area, inside) in
+                        [(None, true), (Some(DESA_A), true), (Some(DESA_B), false)]
+                    {
+                        let want = match *role {
+                            "disabled" | "anonymous" => 401,
+                            "kader" => 403,
+                            "admin" => 200,
+                            _ if inside => 200,
+                            _ => 403,
+                        };
+                        let path = if route.ends_with("monthly") {
+                            query(area)
+                        } else {
+                            match area {
+                                Some(a) => format!("{route}?area={a}"),
+                                None => route.to_string(),
+                            }
+                        };
+                        assert_eq!(
+                            call(&server.url, method, &path, token),
+                            want,
+                            "{role} {path}"
+                        );
+                        checked += 1;
+                    }
+                }
                 other => panic!("route {other:?} has no row in the authorization matrix"),
             }
         }
@@ -427,6 +464,19 @@ fn audit_log_and_erasure_on_request() {
     b.set(h, "household/address", text("ditulis sebelum penghapusan"));
     // A keeps a copy to try to bring it back later.
     let bundle = a.store.export_bundle(Some(h)).unwrap();
+    // A report projection of the household exists before the erasure, and must go with it.
+    server.admin(&["report-refresh"]);
+    let views = Db::open(&db_url)
+        .unwrap()
+        .tx(false, |t| {
+            t.query(
+                "SELECT count(*) FROM report_views WHERE household_id = $1",
+                &[hid.as_str().into()],
+            )
+        })
+        .unwrap()[0][0]
+        .int();
+    assert_eq!(views, 1, "report-refresh made no view to erase");
     server.admin(&[
         "household",
         "erase",
@@ -438,7 +488,7 @@ fn audit_log_and_erasure_on_request() {
         "admin-dinkes",
     ]);
     let db = Db::open(&db_url).unwrap();
-    for table in ["changes", "locations"] {
+    for table in ["changes", "locations", "report_views"] {
         let n = db
             .tx(false, |t| {
                 t.query(

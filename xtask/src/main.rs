@@ -9,6 +9,7 @@
 
 mod arch;
 mod bench;
+mod bench_report;
 mod demo;
 mod e2e;
 mod fhir;
@@ -26,9 +27,10 @@ fn main() -> Result<()> {
         Some("demo") => demo::run(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
         Some("bench-check") => bench::check(),
+        Some("bench-report") => bench_report::run(&args[1..]),
         Some("e2e") => e2e::run(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask test [--no-lint] [--e2e] | demo | bench [--quick] | bench-check | e2e");
+            eprintln!("usage: cargo xtask test [--no-lint] [--e2e] | demo | bench [--quick] | bench-check | bench-report [--households N] | e2e");
             bail!("unknown command")
         }
     }

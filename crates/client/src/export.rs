@@ -1,9 +1,16 @@
 //! Exports for the puskesmas data officer: the monthly recap and the register tables
 //! (households, members, visits, referrals) as CSV or XLSX.
 //!
-//! * **XLSX**: one workbook, one sheet per table (`rekap`, `rumah_tangga`, `anggota`,
-//!   `kunjungan`, `rujukan`), typed cells (dates are Excel dates, numbers are numbers,
-//!   yes/no are booleans), bold header row frozen, columns sized to their content.
+//! * **XLSX**: one workbook, one sheet per table (`ringkasan`, `rekap`, `rumah_tangga`,
+//!   `anggota`, `kunjungan`, `rujukan`), typed cells (dates are Excel dates shown
+//!   `dd/mm/yyyy`, numbers are numbers — percentages with one decimal, counts whole —
+//!   yes/no are booleans), bold header row frozen with a filter, columns sized to their
+//!   content, long text (definitions) wrapped. `ringkasan` is the PWS table a data
+//!   officer reads first: one row per posyandu/desa and the total, one column per
+//!   indicator, each header carrying the indicator's definition as a cell note; `rekap`
+//!   has every figure with its numerator, denominator and definition written out.
+//!   Codes are written in Bahasa Indonesia (relation `Kepala Keluarga`, `Istri`, `Anak`…;
+//!   life stage, status), as `kunjung import` reads them back.
 //! * **CSV**: UTF-8 with a header row, comma separated, RFC 4180 quoting, dates as
 //!   `YYYY-MM-DD`. Several tables go into a **directory** (`--out DIR`), one file per table
 //!   named like the sheets (`rekap.csv`, `rumah_tangga.csv`, …); a single table (the
@@ -89,13 +96,112 @@ impl Cell {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Table {
     pub name: &'static str,
-    pub headers: Vec<&'static str>,
+    pub headers: Vec<String>,
     pub rows: Vec<Vec<Cell>>,
+    /// Cell notes on header cells (column, text), e.g. an indicator's definition.
+    pub notes: Vec<(usize, String)>,
+}
+
+fn hdr(h: &[&str]) -> Vec<String> {
+    h.iter().map(|s| s.to_string()).collect()
+}
+
+/// The relation as a register writes it (and `kunjung import` reads it).
+fn relation_id(r: kunjung_core::Relation, sex: Option<kunjung_core::Sex>) -> &'static str {
+    use kunjung_core::{Relation, Sex};
+    match (r, sex) {
+        (Relation::Head, _) => "Kepala Keluarga",
+        (Relation::Spouse, Some(Sex::M)) => "Suami",
+        (Relation::Spouse, _) => "Istri",
+        (Relation::Child, _) => "Anak",
+        (Relation::Parent, _) => "Orang Tua",
+        (Relation::Other, _) => "Famili Lain",
+    }
+}
+
+fn household_status_id(s: kunjung_core::HouseholdStatus) -> &'static str {
+    use kunjung_core::HouseholdStatus as S;
+    match s {
+        S::Active => "aktif",
+        S::Moved => "pindah",
+        S::Merged => "digabung",
+        S::Dissolved => "bubar",
+    }
+}
+
+fn referral_status_id(s: kunjung_core::ReferralStatus) -> &'static str {
+    use kunjung_core::ReferralStatus as S;
+    match s {
+        S::Open => "terbuka",
+        S::Received => "diterima",
+        S::Examined => "diperiksa",
+        S::Closed => "ditutup",
+    }
+}
+
+fn unit_id(u: Unit) -> &'static str {
+    match u {
+        Unit::Percent => "%",
+        Unit::Count => "jumlah (count)",
+        Unit::Days => "hari (days)",
+    }
+}
+
+/// The recap as the PWS table: one row per group (the total last), one column per
+/// indicator value; each indicator header has its definition as a note.
+pub fn summary_table(r: &MonthlyRecap) -> Table {
+    let mut headers = hdr(&[
+        "Kelompok (group)",
+        "Nama kelompok (group name)",
+        "Rumah tangga (households)",
+        "Anggota (members)",
+    ]);
+    let fixed = headers.len();
+    let mut notes = Vec::new();
+    for (i, ind) in r.total.indicators.iter().enumerate() {
+        let unit = match ind.unit {
+            Unit::Percent => "%",
+            Unit::Count => "n",
+            Unit::Days => "hari",
+        };
+        headers.push(format!("{} ({unit})", ind.label_id));
+        notes.push((
+            fixed + i,
+            format!(
+                "{}\n\n{}\n\n{}",
+                ind.definition_id, ind.definition_en, ind.source
+            ),
+        ));
+    }
+    let mut rows = Vec::new();
+    for g in r.groups.iter().chain(std::iter::once(&r.total)) {
+        let mut row = vec![
+            Cell::text(&g.key),
+            Cell::text(&g.label),
+            Cell::Int(g.households as i64),
+            Cell::Int(g.members as i64),
+        ];
+        for ind in &r.total.indicators {
+            let v = g.indicator(&ind.id).and_then(|i| i.value);
+            row.push(match (ind.unit, v) {
+                (_, None) => Cell::Empty,
+                (Unit::Count, Some(v)) => Cell::Int(v as i64),
+                (_, Some(v)) => Cell::Num(v),
+            });
+        }
+        rows.push(row);
+    }
+    Table {
+        name: "ringkasan",
+        headers,
+        rows,
+        notes,
+    }
 }
 
 /// The recap as a table: one row per group and indicator (the total last).
 pub fn recap_table(r: &MonthlyRecap) -> Table {
-    let headers = vec![
+    let headers = hdr(&[
         "Bulan (month)",
         "Kelompok (group)",
         "Nama kelompok (group name)",
@@ -110,7 +216,7 @@ pub fn recap_table(r: &MonthlyRecap) -> Table {
         "Definisi",
         "Definition",
         "Sumber (source)",
-    ];
+    ]);
     let mut rows = Vec::new();
     for g in r.groups.iter().chain(std::iter::once(&r.total)) {
         for i in &g.indicators {
@@ -124,12 +230,11 @@ pub fn recap_table(r: &MonthlyRecap) -> Table {
                 Cell::text(&i.label_en),
                 Cell::Int(i.numerator as i64),
                 Cell::opt_int(i.denominator.map(|d| d as i64)),
-                Cell::opt_num(i.value),
-                Cell::text(match i.unit {
-                    Unit::Percent => "%",
-                    Unit::Count => "jumlah (count)",
-                    Unit::Days => "hari (days)",
-                }),
+                match (i.unit, i.value) {
+                    (Unit::Count, Some(v)) => Cell::Int(v as i64),
+                    (_, v) => Cell::opt_num(v),
+                },
+                Cell::text(unit_id(i.unit)),
                 Cell::text(&i.definition_id),
                 Cell::text(&i.definition_en),
                 Cell::text(&i.source),
@@ -140,6 +245,7 @@ pub fn recap_table(r: &MonthlyRecap) -> Table {
         name: "rekap",
         headers,
         rows,
+        notes: Vec::new(),
     }
 }
 
@@ -148,7 +254,8 @@ pub fn recap_table(r: &MonthlyRecap) -> Table {
 pub fn register_tables(views: &[HouseholdView], today: NaiveDate) -> Vec<Table> {
     let mut hh = Table {
         name: "rumah_tangga",
-        headers: vec![
+        notes: Vec::new(),
+        headers: hdr(&[
             "ID rumah tangga (household id)",
             "Kode wilayah (area code)",
             "Dusun",
@@ -165,12 +272,13 @@ pub fn register_tables(views: &[HouseholdView], today: NaiveDate) -> Vec<Table> 
             "Jumlah anggota (members)",
             "Jumlah kunjungan (visits)",
             "Dibuat (created)",
-        ],
+        ]),
         rows: vec![],
     };
     let mut members = Table {
         name: "anggota",
-        headers: vec![
+        notes: Vec::new(),
+        headers: hdr(&[
             "ID anggota (member id)",
             "ID rumah tangga (household id)",
             "Nama (name)",
@@ -192,12 +300,13 @@ pub fn register_tables(views: &[HouseholdView], today: NaiveDate) -> Vec<Table> 
             "RW",
             "Alamat (address)",
             "Posyandu",
-        ],
+        ]),
         rows: vec![],
     };
     let mut visits = Table {
         name: "kunjungan",
-        headers: vec![
+        notes: Vec::new(),
+        headers: hdr(&[
             "ID kunjungan (visit id)",
             "ID rumah tangga (household id)",
             "ID anggota (member id)",
@@ -218,12 +327,13 @@ pub fn register_tables(views: &[HouseholdView], today: NaiveDate) -> Vec<Table> 
             "Dibatalkan (voided)",
             "Catatan (notes)",
             "Jawaban ceklis (checklist answers, JSON)",
-        ],
+        ]),
         rows: vec![],
     };
     let mut referrals = Table {
         name: "rujukan",
-        headers: vec![
+        notes: Vec::new(),
+        headers: hdr(&[
             "ID rujukan (referral id)",
             "ID rumah tangga (household id)",
             "ID anggota (member id)",
@@ -239,7 +349,7 @@ pub fn register_tables(views: &[HouseholdView], today: NaiveDate) -> Vec<Table> 
             "Umpan balik (feedback)",
             "Ditangani oleh (handled by)",
             "Umur hari (age days)",
-        ],
+        ]),
         rows: vec![],
     };
     for v in views {
@@ -254,7 +364,7 @@ pub fn register_tables(views: &[HouseholdView], today: NaiveDate) -> Vec<Table> 
             Cell::opt_text(h.posyandu_id.clone()),
             Cell::opt_text(h.address.clone()),
             Cell::opt_text(h.kk.clone()),
-            Cell::text(h.status.code()),
+            Cell::text(household_status_id(h.status)),
             Cell::opt_text(h.merged_into.map(|u| u.to_string())),
             Cell::opt_num(h.lat),
             Cell::opt_num(h.lon),
@@ -273,13 +383,13 @@ pub fn register_tables(views: &[HouseholdView], today: NaiveDate) -> Vec<Table> 
                 Cell::opt_text(m.sex.map(|s| if s.code() == "F" { "P" } else { "L" })),
                 Cell::opt_date(m.birth_date),
                 Cell::Bool(m.birth_date_estimated),
-                Cell::opt_text(m.relation.map(|r| r.code())),
+                Cell::opt_text(m.relation.map(|r| relation_id(r, m.sex))),
                 Cell::opt_text(m.mother_id.map(|u| u.to_string())),
                 Cell::opt_bool(m.jkn),
                 Cell::opt_date(m.death_date),
                 Cell::opt_date(m.moved_out_date),
                 Cell::Bool(m.voided),
-                Cell::opt_text(life_stage(m, today).map(|s| s.code())),
+                Cell::opt_text(life_stage(m, today).map(|s| s.label_id())),
                 Cell::text(&h.area_code),
                 Cell::opt_text(h.dusun.clone()),
                 Cell::text(&h.rt),
@@ -296,7 +406,7 @@ pub fn register_tables(views: &[HouseholdView], today: NaiveDate) -> Vec<Table> 
                 Cell::text(x.member_id.to_string()),
                 Cell::opt_text(name),
                 Cell::Date(x.date),
-                Cell::opt_text(x.stage.map(|s| s.code())),
+                Cell::opt_text(x.stage.map(|s| s.label_id())),
                 Cell::opt_text(x.cadre.clone()),
                 Cell::opt_num(x.weight_kg),
                 Cell::opt_num(x.height_cm),
@@ -327,7 +437,7 @@ pub fn register_tables(views: &[HouseholdView], today: NaiveDate) -> Vec<Table> 
                 Cell::text(r.danger_signs.join(",")),
                 Cell::ms(r.created_at),
                 Cell::opt_text(r.created_by.clone()),
-                Cell::text(r.status.code()),
+                Cell::text(referral_status_id(r.status)),
                 r.updated_at.map(Cell::ms).unwrap_or(Cell::Empty),
                 Cell::opt_text(r.outcome.clone()),
                 Cell::opt_text(r.feedback.clone()),
@@ -366,15 +476,23 @@ pub fn write_csv_dir(tables: &[Table], dir: &Path) -> Result<Vec<std::path::Path
 /// Writes the tables as one XLSX workbook, one sheet each, typed cells, header frozen.
 pub fn write_xlsx(tables: &[Table], path: &Path) -> Result<()> {
     let mut wb = Workbook::new();
-    let header = Format::new().set_bold().set_background_color("#DDEBF7");
-    let date = Format::new().set_num_format("yyyy-mm-dd");
-    let datetime = Format::new().set_num_format("yyyy-mm-dd hh:mm");
-    let pct = Format::new().set_num_format("0.0");
+    let header = Format::new()
+        .set_bold()
+        .set_background_color("#DDEBF7")
+        .set_text_wrap()
+        .set_align(rust_xlsxwriter::FormatAlign::Top);
+    let date = Format::new().set_num_format("dd/mm/yyyy");
+    let datetime = Format::new().set_num_format("dd/mm/yyyy hh:mm");
+    let one_decimal = Format::new().set_num_format("0.0");
+    let wrap = Format::new()
+        .set_text_wrap()
+        .set_align(rust_xlsxwriter::FormatAlign::Top);
     for t in tables {
         let ws = wb.add_worksheet();
         ws.set_name(t.name)?;
+        let long_text = |h: &str| h.starts_with("Defini") || h.starts_with("Jawaban");
         for (c, h) in t.headers.iter().enumerate() {
-            ws.write_string_with_format(0, c as u16, *h, &header)?;
+            ws.write_string_with_format(0, c as u16, h, &header)?;
         }
         for (r, row) in t.rows.iter().enumerate() {
             let r = r as u32 + 1;
@@ -382,14 +500,17 @@ pub fn write_xlsx(tables: &[Table], path: &Path) -> Result<()> {
                 let c = c as u16;
                 match cell {
                     Cell::Empty => {}
+                    Cell::Text(s) if long_text(&t.headers[c as usize]) => {
+                        ws.write_string_with_format(r, c, s, &wrap)?;
+                    }
                     Cell::Text(s) => {
                         ws.write_string(r, c, s)?;
                     }
                     Cell::Int(i) => {
                         ws.write_number(r, c, *i as f64)?;
                     }
-                    Cell::Num(f) if t.name == "rekap" => {
-                        ws.write_number_with_format(r, c, *f, &pct)?;
+                    Cell::Num(f) if t.name == "rekap" || t.name == "ringkasan" => {
+                        ws.write_number_with_format(r, c, *f, &one_decimal)?;
                     }
                     Cell::Num(f) => {
                         ws.write_number(r, c, *f)?;
@@ -406,13 +527,37 @@ pub fn write_xlsx(tables: &[Table], path: &Path) -> Result<()> {
                 }
             }
         }
-        ws.set_freeze_panes(1, 0)?;
+        // The summary keeps its group names in view while scrolling right.
+        let frozen_cols = if t.name == "ringkasan" { 2 } else { 0 };
+        ws.set_freeze_panes(1, frozen_cols)?;
+        if !t.rows.is_empty() {
+            let last_col = t.headers.len().saturating_sub(1) as u16;
+            ws.autofilter(0, 0, t.rows.len() as u32, last_col)?;
+        }
         ws.autofit();
-        // Long text columns (definitions, answers) would make very wide columns.
         for (c, h) in t.headers.iter().enumerate() {
-            if h.starts_with("Defini") || h.starts_with("Jawaban") {
-                ws.set_column_width(c as u16, 60)?;
+            let c = c as u16;
+            if long_text(h) {
+                // Long text (definitions, answers) wraps in a wide column.
+                ws.set_column_width(c, 70)?;
+            } else if t.name == "ringkasan" && c >= 2 {
+                // Indicator names wrap in the header; the numbers are short.
+                ws.set_column_width(c, 14)?;
+            } else if t.name == "rekap"
+                && (h.starts_with("Indikator") || h.starts_with("Indicator"))
+            {
+                ws.set_column_width(c, 40)?;
             }
+        }
+        if t.name == "ringkasan" {
+            ws.set_row_height(0, 75)?;
+        }
+        for (c, text) in &t.notes {
+            let note = rust_xlsxwriter::Note::new(text)
+                .set_width(420)
+                .set_height(220)
+                .add_author_prefix(false);
+            ws.insert_note(0, *c as u16, &note)?;
         }
     }
     wb.save(path)?;
@@ -486,7 +631,7 @@ pub fn run_report(
         }
         OutFormat::Xlsx => {
             let p = need_out(out)?;
-            write_xlsx(&[recap_table(&recap)], p).map_err(e)?;
+            write_xlsx(&[summary_table(&recap), recap_table(&recap)], p).map_err(e)?;
             Ok(serde_json::json!({"out": p, "format": "xlsx", "groups": recap.groups.len()}))
         }
         OutFormat::Fhir => Err("laporan tidak tersedia sebagai FHIR; pakai `kunjung export --format fhir` (the report has no FHIR form)".into()),
@@ -526,7 +671,7 @@ pub fn run_export(
             as_of: Some(today),
         },
     );
-    let mut tables = vec![recap_table(&recap)];
+    let mut tables = vec![summary_table(&recap), recap_table(&recap)];
     tables.extend(register_tables(&views, today));
     let counts: serde_json::Map<String, serde_json::Value> = tables
         .iter()
@@ -564,7 +709,8 @@ mod tests {
     fn csv_quotes_and_types() {
         let t = Table {
             name: "t",
-            headers: vec!["Nama (name)", "Tanggal (date)", "N"],
+            headers: hdr(&["Nama (name)", "Tanggal (date)", "N"]),
+            notes: Vec::new(),
             rows: vec![vec![
                 Cell::text("Siti, \"Ani\""),
                 Cell::Date(NaiveDate::from_ymd_opt(2026, 1, 2).unwrap()),

@@ -20,6 +20,13 @@
 //! * **Households**: rows are grouped by No. KK; a KK already in the store gets the new
 //!   members in its household; rows without a KK are grouped by area, RT, RW, dusun and
 //!   address. `--area` and `--posyandu` give defaults for rows without them.
+//! * **Mothers**: a child is linked to its mother (`mother_id`) when she is in the same
+//!   household (same KK, or already stored in the household the KK points to) and is
+//!   found by, in order: a "NIK ibu" column; a "nama ibu" column (same name, a woman);
+//!   or, for a row whose relation is child (anak), the one woman of the household who is
+//!   the wife (istri) — or the head when there is no wife — and is 12–55 years older. A
+//!   named mother who is not found, or two candidates, leave the child unlinked with a
+//!   warning.
 //! * `dry_run` reads and checks everything and writes nothing. Importing the same file
 //!   again adds nothing: every row then matches a member already in the store.
 
@@ -93,6 +100,8 @@ pub struct ImportReport {
     pub imported_members: usize,
     pub households_created: usize,
     pub households_extended: usize,
+    /// Children linked to their mother (`mother_id`).
+    pub mothers_linked: usize,
     pub rejected_rows: Vec<usize>,
     pub errors: Vec<RowIssue>,
     pub warnings: Vec<RowIssue>,
@@ -185,6 +194,21 @@ const FIELDS: &[(&str, &[&str])] = &[
         ],
     ),
     ("posyandu", &["posyandu"]),
+    (
+        "mother_name",
+        &[
+            "nama ibu",
+            "nama ibu kandung",
+            "ibu kandung",
+            "nama ibu bayi",
+            "mother name",
+            "mother s name",
+        ],
+    ),
+    (
+        "mother_nik",
+        &["nik ibu", "nik ibu kandung", "no nik ibu", "mother nik"],
+    ),
 ];
 
 /// Lower case, bracketed parts removed, punctuation to spaces, spaces collapsed.
@@ -364,6 +388,8 @@ struct Candidate {
     dusun: Option<String>,
     area: String,
     posyandu: Option<String>,
+    mother_name: Option<String>,
+    mother_nik: Option<String>,
 }
 
 fn issue(row: usize, column: &str, id: impl Into<String>, en: impl Into<String>) -> RowIssue {
@@ -380,6 +406,19 @@ struct Known {
     by_nik: HashMap<String, (Uuid, Uuid, String)>,
     by_name: HashMap<(String, NaiveDate, String), (Uuid, Uuid, String)>,
     kk_household: HashMap<String, Uuid>,
+    /// The living women of each stored household (possible mothers).
+    women: HashMap<Uuid, Vec<Woman>>,
+}
+
+/// A woman who may be a child's mother: stored (`id`) or a row of this file (`row`).
+#[derive(Debug, Clone)]
+struct Woman {
+    id: Option<Uuid>,
+    row: Option<usize>,
+    name: String,
+    nik: Option<String>,
+    birth: Option<NaiveDate>,
+    relation: Option<Relation>,
 }
 
 fn known(store: &mut Store) -> Result<Known, ImportError> {
@@ -387,6 +426,7 @@ fn known(store: &mut Store) -> Result<Known, ImportError> {
         by_nik: HashMap::new(),
         by_name: HashMap::new(),
         kk_household: HashMap::new(),
+        women: HashMap::new(),
     };
     for v in store.household_views(None)? {
         if v.household.status != HouseholdStatus::Active {
@@ -397,6 +437,16 @@ fn known(store: &mut Store) -> Result<Known, ImportError> {
             k.kk_household.entry(kk.trim().to_string()).or_insert(hid);
         }
         for m in v.members.iter().filter(|m| !m.voided) {
+            if m.sex == Some(Sex::F) && m.death_date.is_none() {
+                k.women.entry(hid).or_default().push(Woman {
+                    id: Some(m.id),
+                    row: None,
+                    name: norm_name(&m.name),
+                    nik: m.nik.as_deref().map(|n| n.trim().to_string()),
+                    birth: m.birth_date,
+                    relation: m.relation,
+                });
+            }
             let rec = (m.id, hid, m.name.clone());
             if let Some(n) = m.nik.as_deref().filter(|s| !s.trim().is_empty()) {
                 k.by_nik.entry(n.trim().to_string()).or_insert(rec.clone());
@@ -716,6 +766,8 @@ pub fn import_file(
             posyandu: get("posyandu")
                 .map(|v| v.text())
                 .or_else(|| opts.posyandu.clone()),
+            mother_name: get("mother_name").map(|v| v.text()),
+            mother_nik: get("mother_nik").map(|v| v.text().replace([' ', '\''], "")),
         });
     }
 
@@ -735,7 +787,9 @@ pub fn import_file(
         };
         groups.entry(key).or_default().push(c);
     }
-    for (_, members) in groups {
+    for (_, mut members) in groups {
+        // Oldest first, so a mother is always added before her children.
+        members.sort_by_key(|c| (c.birth, c.row));
         let first = &members[0];
         let existing = first
             .kk
@@ -747,6 +801,12 @@ pub fn import_file(
             None => report.households_created += 1,
         }
         report.imported_members += members.len();
+        let stored_women = existing
+            .and_then(|h| known.women.get(&h))
+            .cloned()
+            .unwrap_or_default();
+        let mothers = link_mothers(&members, &stored_women, &mut report.warnings);
+        report.mothers_linked += mothers.iter().filter(|m| m.is_some()).count();
         if opts.dry_run {
             continue;
         }
@@ -762,8 +822,14 @@ pub fn import_file(
                 kk: first.kk.clone(),
             })?,
         };
-        for c in &members {
-            store
+        let mut ids: HashMap<usize, Uuid> = HashMap::new();
+        for (c, mother) in members.iter().zip(&mothers) {
+            let mother_id = match mother {
+                Some(Mother::Stored(id)) => Some(*id),
+                Some(Mother::Row(r)) => ids.get(r).copied(),
+                None => None,
+            };
+            let id = store
                 .add_member(
                     hid,
                     &NewMember {
@@ -774,14 +840,115 @@ pub fn import_file(
                         nik: c.nik.clone(),
                         kk: c.kk.clone(),
                         relation: c.relation,
-                        mother_id: None,
+                        mother_id,
                         jkn: None,
                     },
                 )
-                .map_err(|e| ImportError::Read(format!("baris {} (row)", c.row), e.to_string()))?;
+                .map_err(|e| ImportError::Read(format!("baris {} (row)", c.row), e.to_string()))?
+                .id;
+            ids.insert(c.row, id);
         }
     }
     Ok(report)
+}
+
+/// A child's mother: a member already stored, or another row of the file.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Mother {
+    Stored(Uuid),
+    Row(usize),
+}
+
+/// Mother's age at the child's birth for the relation-only rule, in years.
+const MOTHER_AGE: std::ops::RangeInclusive<i32> = 12..=55;
+
+/// The mother of each row of one household (see the module docs); warnings for the
+/// named mothers not found or not unique.
+fn link_mothers(
+    rows: &[Candidate],
+    stored: &[Woman],
+    warnings: &mut Vec<RowIssue>,
+) -> Vec<Option<Mother>> {
+    let mut women: Vec<Woman> = stored.to_vec();
+    women.extend(rows.iter().filter(|c| c.sex == Sex::F).map(|c| Woman {
+        id: None,
+        row: Some(c.row),
+        name: norm_name(&c.name),
+        nik: c.nik.clone(),
+        birth: Some(c.birth),
+        relation: c.relation,
+    }));
+    let pick = |w: &Woman| match (w.id, w.row) {
+        (Some(id), _) => Some(Mother::Stored(id)),
+        (None, Some(r)) => Some(Mother::Row(r)),
+        _ => None,
+    };
+    let older = |w: &Woman, child: &Candidate| {
+        w.birth.is_some_and(|b| {
+            let years = child.birth.year() - b.year();
+            b < child.birth && MOTHER_AGE.contains(&years)
+        })
+    };
+    rows.iter()
+        .map(|c| {
+            let not_self = |w: &&Woman| w.row != Some(c.row);
+            let found: Vec<&Woman> = if let Some(nik) = &c.mother_nik {
+                women
+                    .iter()
+                    .filter(not_self)
+                    .filter(|w| w.nik.as_deref() == Some(nik.as_str()))
+                    .collect()
+            } else if let Some(name) = &c.mother_name {
+                let name = norm_name(name);
+                women
+                    .iter()
+                    .filter(not_self)
+                    .filter(|w| w.name == name && older(w, c))
+                    .collect()
+            } else if c.relation == Some(Relation::Child) {
+                let by = |rel: Relation| -> Vec<&Woman> {
+                    women
+                        .iter()
+                        .filter(not_self)
+                        .filter(|w| w.relation == Some(rel) && older(w, c))
+                        .collect()
+                };
+                let wives = by(Relation::Spouse);
+                if wives.is_empty() {
+                    by(Relation::Head)
+                } else {
+                    wives
+                }
+            } else {
+                return None;
+            };
+            let named = c.mother_nik.as_ref().or(c.mother_name.as_ref());
+            match (found.as_slice(), named) {
+                ([w], _) => pick(w),
+                ([], Some(n)) => {
+                    warnings.push(issue(
+                        c.row,
+                        "ibu",
+                        format!("ibu '{n}' tidak ditemukan di KK yang sama; anak tidak ditautkan"),
+                        format!("mother '{n}' not found in the same household; child not linked"),
+                    ));
+                    None
+                }
+                ([_, _, ..], Some(n)) => {
+                    warnings.push(issue(
+                        c.row,
+                        "ibu",
+                        format!(
+                            "ibu '{n}' cocok dengan lebih dari satu anggota; anak tidak ditautkan"
+                        ),
+                        format!("mother '{n}' matches more than one member; child not linked"),
+                    ));
+                    None
+                }
+                _ => None,
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

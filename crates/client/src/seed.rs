@@ -179,7 +179,93 @@ struct Person {
     zw: f64,
     zh: f64,
     pregnancy: Option<NaiveDate>,
+    /// Delivery date of a recent birth (the mother is `nifas` for 42 days after it).
+    delivered: Option<NaiveDate>,
+    /// Dated services received (checklist key, date): immunisation doses, KN and KF
+    /// contacts. Each is written on the person's first visit on or after its date.
+    services: Vec<(&'static str, NaiveDate)>,
 }
+
+/// Basic and follow-up immunisation (Buku KIA 2024): checklist key and the age in days
+/// the dose is due.
+const DOSES: &[(&str, i64)] = &[
+    ("imm_hb0", 0),
+    ("imm_bcg", 30),
+    ("imm_polio1", 30),
+    ("imm_dpt_hb_hib1", 60),
+    ("imm_pcv1", 60),
+    ("imm_polio2", 60),
+    ("imm_rv1", 60),
+    ("imm_dpt_hb_hib2", 90),
+    ("imm_pcv2", 90),
+    ("imm_polio3", 90),
+    ("imm_rv2", 90),
+    ("imm_dpt_hb_hib3", 120),
+    ("imm_polio4", 120),
+    ("imm_ipv1", 120),
+    ("imm_rv3", 120),
+    ("imm_ipv2", 270),
+    ("imm_mr1", 270),
+    ("imm_pcv3", 365),
+    ("imm_mr2", 540),
+    ("imm_dpt_hb_hib4", 540),
+];
+
+/// A child's doses: most children follow the schedule (a few days late), some miss
+/// doses. Only doses given on or before `today`.
+fn immunisations(
+    rng: &mut ChaCha8Rng,
+    birth: NaiveDate,
+    today: NaiveDate,
+) -> Vec<(&'static str, NaiveDate)> {
+    let p = if rng.gen_bool(0.8) { 0.97 } else { 0.6 };
+    let mut out = Vec::new();
+    for (key, due) in DOSES {
+        if !rng.gen_bool(p) {
+            continue;
+        }
+        let late = if *due == 0 {
+            if rng.gen_bool(0.85) {
+                rng.gen_range(0..=1)
+            } else {
+                rng.gen_range(2..=12)
+            }
+        } else {
+            rng.gen_range(0..=14)
+        };
+        let d = birth + Duration::days(due + late);
+        if d <= today {
+            out.push((*key, d));
+        }
+    }
+    out
+}
+
+/// Contacts inside day windows after `from` (KN1–KN3 or KF1–KF4), each made with
+/// probability `p`; only those on or before `today`.
+fn contacts(
+    rng: &mut ChaCha8Rng,
+    keys: &[(&'static str, i64, i64)],
+    from: NaiveDate,
+    today: NaiveDate,
+    p: f64,
+) -> Vec<(&'static str, NaiveDate)> {
+    keys.iter()
+        .filter_map(|(k, a, b)| {
+            let hit = rng.gen_bool(p);
+            let d = from + Duration::days(rng.gen_range(*a..=*b));
+            (hit && d <= today).then_some((*k, d))
+        })
+        .collect()
+}
+
+const KN: &[(&str, i64, i64)] = &[("kn1", 0, 2), ("kn2", 3, 7), ("kn3", 8, 28)];
+const KF: &[(&str, i64, i64)] = &[
+    ("kf1", 0, 2),
+    ("kf2", 3, 7),
+    ("kf3", 8, 28),
+    ("kf4", 29, 42),
+];
 
 /// Generates household `i` (0-based, global index) of the demo set.
 pub fn household(opts: &SeedOptions, i: usize) -> kunjung_core::error::Result<HouseholdDoc> {
@@ -243,13 +329,23 @@ pub fn household(opts: &SeedOptions, i: usize) -> kunjung_core::error::Result<Ho
             };
             let mm = meta(rng, created.max(birth));
             let id = doc.add_member(&m, &mm).map(|w| w.result);
+            let (zw, zh) = (normal(rng) * 1.1 - 0.5, normal(rng) * 1.1 - 0.9);
+            let mut services = Vec::new();
+            if (opts.today - birth).num_days() < 6 * 365 {
+                services = immunisations(rng, birth, opts.today);
+                if birth >= start {
+                    services.extend(contacts(rng, KN, birth, opts.today, 0.88));
+                }
+            }
             id.map(|id| Person {
                 id,
                 sex,
                 birth,
-                zw: normal(rng) * 1.1 - 0.5,
-                zh: normal(rng) * 1.1 - 0.9,
+                zw,
+                zh,
                 pregnancy: None,
+                delivered: None,
+                services,
             })
         };
         let head_age = rng.gen_range(22.0..62.0);
@@ -290,7 +386,7 @@ pub fn household(opts: &SeedOptions, i: usize) -> kunjung_core::error::Result<Ho
                 Relation::Child,
                 Some(wife_id),
             )?;
-            if age < 0.2 {
+            if age < 1.0 {
                 let p = Pregnancy {
                     hpht: Some(c.birth - Duration::days(276)),
                     delivery_date: Some(c.birth),
@@ -300,6 +396,11 @@ pub fn household(opts: &SeedOptions, i: usize) -> kunjung_core::error::Result<Ho
                     ..Default::default()
                 };
                 doc.add_pregnancy(wife_id, &p, &meta(&mut rng, c.birth))?;
+                let kf = contacts(&mut rng, KF, c.birth, opts.today, 0.85);
+                if let Some(w) = people.iter_mut().find(|p| p.id == wife_id) {
+                    w.delivered = Some(c.birth);
+                    w.services.extend(kf);
+                }
             }
             people.push(c);
         }
@@ -340,8 +441,12 @@ pub fn household(opts: &SeedOptions, i: usize) -> kunjung_core::error::Result<Ho
                 if day < p.birth {
                     continue;
                 }
+                let nifas = p
+                    .delivered
+                    .is_some_and(|d| day >= d && (day - d).num_days() <= 42);
                 let stage = match p.pregnancy {
                     Some(h) if day >= h + Duration::days(20) => LifeStage::Pregnancy,
+                    _ if nifas => LifeStage::Postpartum,
                     _ => match stage_by_age(p.birth, day) {
                         Some(s) => s,
                         None => continue,
@@ -366,7 +471,31 @@ pub fn household(opts: &SeedOptions, i: usize) -> kunjung_core::error::Result<Ho
             planned.sort_by_key(|p| std::cmp::Reverse(p.0));
             planned.truncate(target);
         }
+        // The kader visits a newborn and its mother in the first week and again after the
+        // first month (where the history reaches that far).
+        let newborns: Vec<(usize, NaiveDate)> = people
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.birth >= start)
+            .map(|(i, p)| (i, p.birth))
+            .collect();
+        for (ci, birth) in newborns {
+            let mother = people.iter().position(|p| p.delivered == Some(birth));
+            for (a, b) in [(3, 7), (30, 44)] {
+                let day = birth + Duration::days(rng.gen_range(a..=b));
+                if day > opts.today {
+                    continue;
+                }
+                planned.push((day, ci, LifeStage::Infant));
+                if let Some(mi) = mother {
+                    planned.push((day, mi, LifeStage::Postpartum));
+                }
+            }
+        }
         planned.sort_by_key(|p| (p.0, p.1));
+        planned.dedup_by_key(|p| (p.0, p.1));
+        let mut recorded: std::collections::HashSet<(usize, &'static str)> =
+            std::collections::HashSet::new();
         let mut anc_done = 0;
         for (day, pi, stage) in planned {
             let p = &people[pi];
@@ -403,24 +532,6 @@ pub fn household(opts: &SeedOptions, i: usize) -> kunjung_core::error::Result<Ho
                     }
                     if stage == LifeStage::Infant {
                         answers.insert("exclusive_breastfeeding".into(), rng.gen_bool(0.7).into());
-                        let m = age_days / 30;
-                        for (min_m, key) in [
-                            (0, "imm_hb0"),
-                            (1, "imm_bcg"),
-                            (1, "imm_polio1"),
-                            (2, "imm_dpt_hb_hib1"),
-                            (2, "imm_pcv1"),
-                            (3, "imm_dpt_hb_hib2"),
-                            (4, "imm_dpt_hb_hib3"),
-                            (4, "imm_ipv1"),
-                        ] {
-                            if m >= min_m && rng.gen_bool(0.85) {
-                                let d = (p.birth
-                                    + Duration::days(min_m * 30 + rng.gen_range(0..10)))
-                                .min(day);
-                                answers.insert(key.into(), d.format("%Y-%m-%d").to_string().into());
-                            }
-                        }
                     }
                     if rng.gen_bool(0.01) {
                         v.danger_signs.push(
@@ -460,6 +571,12 @@ pub fn household(opts: &SeedOptions, i: usize) -> kunjung_core::error::Result<Ho
                         );
                     }
                 }
+                LifeStage::Postpartum => {
+                    v.bp_systolic = Some(rng.gen_range(100..140));
+                    v.bp_diastolic = Some(rng.gen_range(60..90));
+                    answers.insert("delivery_at_facility".into(), true.into());
+                    answers.insert("vit_a_postpartum".into(), rng.gen_bool(0.8).into());
+                }
                 LifeStage::Elderly => {
                     v.bp_systolic = Some(rng.gen_range(110..175));
                     v.bp_diastolic = Some(rng.gen_range(70..100));
@@ -475,6 +592,13 @@ pub fn household(opts: &SeedOptions, i: usize) -> kunjung_core::error::Result<Ho
                     if p.sex == Sex::M && rng.gen_bool(0.5) {
                         answers.insert("smoking".into(), true.into());
                     }
+                }
+            }
+            // Services received since the last visit (recorded once, on the first visit
+            // on or after their date).
+            for (key, date) in &p.services {
+                if *date <= day && recorded.insert((pi, *key)) {
+                    answers.insert((*key).into(), date.format("%Y-%m-%d").to_string().into());
                 }
             }
             v.reported_to_nakes = Some(!v.danger_signs.is_empty() || rng.gen_bool(0.3));
