@@ -365,7 +365,7 @@ fn write_doc(root: &Path, rows: &[Row], quick: bool, secs: f64) -> Result<()> {
     let old = std::fs::read_to_string(&path).unwrap_or_default();
     let body = format!(
         "{DOC_BEGIN}\n\nRun: `cargo xtask bench{}` on {} UTC, {:.0} s in all.  \nMachine: {} \
-         (shared with other engineers' builds while it ran).  \nReproduce: `cargo xtask bench` (full) or `cargo xtask bench --quick` (≤ 10 min); figures \
+         (shared with other engineers' builds while it ran).  \nReproduce: `cargo xtask bench` (full) or `cargo xtask bench --quick` (smaller server and local store); figures \
          land in `target/bench/results.json`.\n\n{}\n{DOC_END}",
         if quick { " --quick" } else { "" },
         chrono::Utc::now().format("%Y-%m-%d %H:%M"),
