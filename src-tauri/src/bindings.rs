@@ -16,6 +16,7 @@ fn export_all(dir: &Path) {
     }
     use kunjung_core::*;
     use kunjung_store::app_support::*;
+    use kunjung_store::app_views::*;
     use kunjung_store::*;
     export!(
         crate::session::AppStatus,
@@ -47,6 +48,10 @@ fn export_all(dir: &Path) {
         Relation,
         Measured,
         ReferralStatus,
+        crate::reports::ExportDone,
+        Dashboard,
+        ChangeInfo,
+        doc::FieldVersion,
     );
 }
 

@@ -7,6 +7,7 @@
 
 mod commands;
 mod error;
+mod reports;
 mod review;
 mod session;
 mod sync;
@@ -15,15 +16,16 @@ mod sync;
 mod bindings;
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use kunjung_store::Store;
 use tauri::Manager;
 
 pub use error::{AppError, ErrorBody, Result};
 
-/// The unlocked store, shared by the commands and the background sync thread.
-pub type SharedStore = Arc<Mutex<Option<Store>>>;
+/// The unlocked store, shared by the commands and the background sync thread (which takes
+/// it only between network round trips, one household at a time).
+pub type SharedStore = Arc<kunjung_client::app_support::SharedStore>;
 
 /// State of the running app.
 pub struct App {
@@ -44,7 +46,7 @@ pub fn with_store<T>(
     shared: &SharedStore,
     f: impl FnOnce(&mut Store) -> kunjung_store::Result<T>,
 ) -> Result<T> {
-    let mut guard = shared.lock().unwrap_or_else(|p| p.into_inner());
+    let mut guard = shared.lock();
     let store = guard.as_mut().ok_or(AppError::Locked)?;
     Ok(f(store)?)
 }
@@ -67,7 +69,7 @@ fn data_dir(app: &tauri::App) -> PathBuf {
 pub fn run() {
     tauri::Builder::default()
         .setup(|app| {
-            let store: SharedStore = Arc::new(Mutex::new(None));
+            let store: SharedStore = Arc::default();
             let sync = sync::SyncWorker::start(app.handle().clone(), store.clone());
             app.manage(App {
                 data_dir: data_dir(app),
@@ -105,6 +107,10 @@ pub fn run() {
             review::conflicts,
             review::resolve_conflict,
             review::growth_chart,
+            reports::dashboard,
+            reports::export,
+            reports::household_history,
+            reports::field_history,
             sync::sync_state,
             sync::sync_now,
             sync::sign_in,

@@ -33,7 +33,7 @@ pub struct SetupInput {
 #[tauri::command(async)]
 pub fn app_status(app: State<'_, App>) -> Result<AppStatus> {
     let config = Store::config(&app.data_dir)?;
-    let guard = app.store.lock().unwrap_or_else(|p| p.into_inner());
+    let guard = app.store.lock();
     Ok(AppStatus {
         initialized: config.is_some(),
         encrypted: config.map(|c| c.encrypted).unwrap_or(false),
@@ -55,7 +55,7 @@ pub fn setup(app: State<'_, App>, input: SetupInput) -> Result<AppStatus> {
         ));
     }
     let store = Store::init(&app.data_dir, Some(&input.pin), user)?;
-    *app.store.lock().unwrap_or_else(|p| p.into_inner()) = Some(store);
+    *app.store.lock() = Some(store);
     app.sync.kick();
     app_status(app)
 }
@@ -64,14 +64,14 @@ pub fn setup(app: State<'_, App>, input: SetupInput) -> Result<AppStatus> {
 #[tauri::command(async)]
 pub fn unlock(app: State<'_, App>, pin: String) -> Result<AppStatus> {
     let store = Store::open(&app.data_dir, Some(&pin))?;
-    *app.store.lock().unwrap_or_else(|p| p.into_inner()) = Some(store);
+    *app.store.lock() = Some(store);
     app.sync.kick();
     app_status(app)
 }
 
 #[tauri::command(async)]
 pub fn lock(app: State<'_, App>) -> Result<AppStatus> {
-    *app.store.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    *app.store.lock() = None;
     app_status(app)
 }
 

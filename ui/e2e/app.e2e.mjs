@@ -9,18 +9,15 @@
 // store, see and answer the referral; back as the kader, see the feedback. Phone-size
 // screenshots of every main screen in Bahasa Indonesia and English.
 import { spawn, spawnSync } from "node:child_process";
-import { createServer } from "node:net";
-import { mkdirSync, rmSync } from "node:fs";
+import { appendFileSync, mkdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import assert from "node:assert/strict";
-import { Session } from "./webdriver.mjs";
+import { Session, freePorts, TIMEOUT } from "./webdriver.mjs";
 
 const APP = process.env.APP_BIN;
 const SHOTS = process.env.SHOTS;
 const WORK = process.env.WORK;
 const DRIVER = process.env.TAURI_DRIVER || "tauri-driver";
-const PORT = 4444;
-const BASE = `http://127.0.0.1:${PORT}`;
 const PIN = "246810";
 const SERVER = process.env.SERVER_BIN;
 const PASSWORD = "rahasia-kunjung-1";
@@ -39,54 +36,93 @@ function admin(...args) {
   const r = spawnSync(SERVER, ["--db", serverDb, ...args], { env: { ...process.env, KUNJUNG_PASSWORD: PASSWORD } });
   if (r.status !== 0) throw new Error(`kunjung-server ${args.join(" ")}: ${r.stderr}`);
 }
-const port = await new Promise((res) => {
-  const srv = createServer().listen(0, "127.0.0.1", () => {
-    const p = srv.address().port;
-    srv.close(() => res(p));
-  });
-});
+const [port] = await freePorts(1);
 const serverUrl = `http://127.0.0.1:${port}`;
 let server = null;
 async function startServer() {
   server = spawn(SERVER, ["--db", serverDb, "serve", "--listen", `127.0.0.1:${port}`], { stdio: ["ignore", "pipe", "inherit"] });
+  const s = server;
   await new Promise((res, rej) => {
-    server.stdout.on("data", (b) => String(b).includes("listening on") && res());
-    server.on("exit", (c) => rej(new Error(`server exited ${c}`)));
+    const t = setTimeout(() => rej(new Error("the sync server did not start")), TIMEOUT);
+    s.stdout.on("data", (b) => String(b).includes("listening on") && (clearTimeout(t), res()));
+    s.on("exit", (c) => (clearTimeout(t), rej(new Error(`server exited ${c}`))));
   });
 }
 async function stopServer() {
   const s = server;
   server = null;
   await new Promise((res) => {
-    s.on("exit", res);
+    const t = setTimeout(() => s.kill("SIGKILL"), 10000);
+    s.on("exit", () => (clearTimeout(t), res()));
     s.kill();
   });
 }
 admin("user", "add", "--username", "kader1", "--role", "kader", "--posyandu", POSYANDU);
 admin("user", "add", "--username", "bidan1", "--role", "bidan", "--area", "32.14.01.2001");
 
-const driver = spawn(DRIVER, ["--port", String(PORT)], { stdio: ["ignore", "ignore", "inherit"], detached: true });
-// tauri-driver runs WebKitWebDriver, which runs the app: end them all, by process group.
-const cleanup = () => {
+// tauri-driver (and the WebKitWebDriver it runs) on free ports, so two runs on one machine
+// cannot collide. A port taken between choosing and binding makes the driver exit: then try
+// again with new ports.
+let driver = null;
+let BASE = "";
+async function startDriver() {
+  for (let attempt = 1; ; attempt++) {
+    const [p, native] = await freePorts(2);
+    // Its own process group: tauri-driver runs WebKitWebDriver, which runs the app; the
+    // cleanup ends them all at once.
+    const d = spawn(DRIVER, ["--port", String(p), "--native-port", String(native)], {
+      stdio: ["ignore", "ignore", "inherit"],
+      detached: true,
+    });
+    // The runner (xtask) ends this group too, should this script itself be killed.
+    appendFileSync(join(WORK, "driver.pgid"), `${d.pid}\n`);
+    let exited = false;
+    d.on("exit", () => (exited = true));
+    driver = d;
+    BASE = `http://127.0.0.1:${p}`;
+    const end = Date.now() + TIMEOUT;
+    while (!exited && Date.now() < end) {
+      try {
+        if ((await fetch(BASE + "/status", { signal: AbortSignal.timeout(5000) })).ok) return;
+      } catch {}
+      await sleepUntilExit(d, 200);
+    }
+    killGroup(d);
+    if (attempt >= 3) throw new Error(`tauri-driver did not start on 127.0.0.1:${p} (${exited ? "exited" : "no answer"})`);
+    console.log(`  tauri-driver did not start on ${p}/${native}; trying other ports`);
+  }
+}
+function killGroup(p, signal = "SIGTERM") {
+  if (!p || p.exitCode !== null || p.signalCode !== null) {
+    // The leader is gone, but WebKitWebDriver or the app may still be in its group.
+    if (p?.pid) try { process.kill(-p.pid, "SIGKILL"); } catch {}
+    return;
+  }
   try {
-    process.kill(-driver.pid, "SIGTERM");
+    process.kill(-p.pid, signal);
   } catch {}
-  server?.kill();
+}
+/** Waits `ms`, or less when `p` exits first (a condition, not a fixed pause). */
+function sleepUntilExit(p, ms) {
+  return new Promise((res) => {
+    const t = setTimeout(res, ms);
+    p.once("exit", () => { clearTimeout(t); res(); });
+  });
+}
+let cleaned = false;
+const cleanup = () => {
+  if (cleaned) return;
+  cleaned = true;
+  killGroup(driver);
+  // Whatever ignored SIGTERM (an app stuck in WebKit) is killed; `exit` handlers must be
+  // synchronous, so the group gets SIGKILL right after.
+  if (driver?.pid) try { process.kill(-driver.pid, "SIGKILL"); } catch {}
+  if (server) try { server.kill("SIGKILL"); } catch {}
 };
 process.on("exit", cleanup);
+for (const [sig, n] of [["SIGINT", 2], ["SIGTERM", 15], ["SIGHUP", 1]]) process.on(sig, () => { cleanup(); process.exit(128 + n); });
 process.on("uncaughtException", (e) => { console.error(e); cleanup(); process.exit(1); });
 process.on("unhandledRejection", (e) => { console.error(e); cleanup(); process.exit(1); });
-
-async function waitDriver() {
-  const end = Date.now() + 30000;
-  while (Date.now() < end) {
-    try {
-      if ((await fetch(BASE + "/status")).ok) return;
-    } catch {}
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error("tauri-driver did not start");
-}
 
 async function open(dataDir) {
   const s = await Session.start(BASE, { "tauri:options": { application: APP, args: [`--data=${dataDir}`] } });
@@ -118,7 +154,7 @@ async function unlock(s) {
 }
 
 /** Waits until the sync bar shows `phase` (and `pending` when given). */
-async function syncBar(s, phase, pending, timeoutMs = 60000) {
+async function syncBar(s, phase, pending, timeoutMs = TIMEOUT) {
   return s.until(async () => {
     const d = await s.exec("const e = document.querySelector('[data-testid=sync-bar]'); return e ? {...e.dataset} : null");
     return d && d.phase === phase && (pending === undefined || Number(d.pending) === pending) ? d : null;
@@ -150,7 +186,7 @@ async function step(name, f) {
   console.log(`ok - ${name} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
 }
 
-await waitDriver();
+await startDriver();
 let s = await open(kaderDir);
 let householdUrl = "";
 let sitiId = "";
@@ -311,7 +347,7 @@ try {
     s = await open(kaderDir);
     await unlock(s);
     await s.go("#/referrals");
-    await s.waitFor("[data-testid=referral-feedback]", "the bidan's feedback", 60000);
+    await s.waitFor("[data-testid=referral-feedback]", "the bidan's feedback");
     assert.match(await s.text("[data-testid=referral-feedback]"), /kontrol ke Pustu Kamis/);
     assert.equal(await s.text("[data-testid=referral-status]"), "Sudah diperiksa");
     await shot(s, "id-referral-feedback");
@@ -327,14 +363,65 @@ try {
     await s.click("[data-testid=save-member]");
     await s.click("[data-testid='visit-Ayu Lestari']");
     await s.waitFor("#hc");
-    await s.type("#w", "7,9");
-    await s.type("#h", "70");
+    // Very underweight (BB/U < −3 SD at 1–5 years): the weighing suggests a referral.
+    await s.type("#w", "6,5");
+    await s.type("#h", "74");
     await s.click("input[value=lying]");
     await s.click("[data-testid=save-visit]");
     await s.waitFor("[data-testid=flash]");
+    assert.match(await s.text("[data-testid=flash]"), /Saran rujuk: .*−3 SD/);
     await s.clickText("Pertumbuhan");
     await s.waitText("BB/U");
+    await s.waitFor("[data-testid=referral-suggestion]");
+    assert.match(await s.text("[data-testid=referral-suggestion]"), /Saran rujuk ke bidan[\s\S]*< −3 SD/);
     await shot(s, "id-growth");
+  });
+
+  await step("who changed what, when: the household's history", async () => {
+    await s.go(householdUrl);
+    await s.click("[data-testid=open-history]");
+    await s.waitFor("[data-testid=household-history]");
+    await s.select("[data-testid=history-field]", `members/${sitiId}/name`);
+    await s.until(async () => /Siti Aminah/.test(await s.text("[data-testid=field-history]")), "Siti's name history");
+    assert.match(await s.text("[data-testid=field-history]"), /oleh kader-siti/);
+    const all = await s.text("[data-testid=household-history]");
+    assert.match(all, /Rujukan ditanggapi[\s\S]*oleh bidan-ani/, "the bidan's answer, synced in, with her name");
+    assert.match(all, /Rumah tangga didaftarkan[\s\S]*oleh kader-siti/);
+    await shot(s, "id-history");
+  });
+
+  await step("the puskesmas dashboard: this month's recap per posyandu and desa", async () => {
+    await s.go("#/reports");
+    await s.waitFor("[data-testid=dashboard-table]");
+    const total = await s.text("[data-testid=dashboard-total]");
+    assert.match(total, /^1\s+Rumah tangga/m, total);
+    // Ayu was weighed this month, the one balita here: D/S 1/1.
+    const table = await s.text("[data-testid=dashboard-table]");
+    assert.match(table, /Partisipasi penimbangan D\/S\s+100%\s+1\/1/, table);
+    assert.match(table, new RegExp(POSYANDU));
+    await shot(s, "id-dashboard");
+    await s.click("[data-testid=by-desa]");
+    await s.until(async () => /32\.14\.01\.2001/.test(await s.text("[data-testid=dashboard-table]")), "grouped per desa");
+    await s.select("[data-testid=dashboard-section]", "anc");
+    await s.until(async () => /Cakupan K1/.test(await s.text("[data-testid=dashboard-table]")), "the ANC section");
+    await shot(s, "id-dashboard-desa-anc");
+  });
+
+  await step("export the register: XLSX and FHIR files", async () => {
+    await s.go("#/export");
+    await s.click("[data-testid=export-submit]");
+    await s.waitFor("[data-testid=export-done]");
+    const xlsx = await s.text("[data-testid=export-path]");
+    assert.match(xlsx, /kunjung-\d+-\d{4}-\d{2}-\d{8}-\d{6}\.xlsx$/);
+    assert.ok(statSync(xlsx).size > 1000, "the workbook was written");
+    assert.match(await s.text("[data-testid=export-done]"), /anggota: 3 baris/);
+    await shot(s, "id-export");
+    await s.click("[data-testid=fmt-fhir]");
+    await s.click("[data-testid=export-submit]");
+    await s.until(async () => /\.json$/.test(await s.text("[data-testid=export-path]")), "the FHIR export");
+    const bundle = JSON.parse(readFileSync(await s.text("[data-testid=export-path]"), "utf8"));
+    assert.equal(bundle.resourceType, "Bundle");
+    assert.ok(bundle.entry.some((e) => e.resource.resourceType === "Patient"), "patients in the bundle");
   });
 
   await step("settings; then every main screen in English", async () => {
@@ -352,6 +439,9 @@ try {
       ["#/referrals", "Midwife's feedback", "en-referrals"],
       ["#/review", "Midwife review", "en-review"],
       ["#/tasks", "Tasks", "en-tasks"],
+      ["#/reports", "Puskesmas dashboard", "en-dashboard"],
+      ["#/export", "Export data", "en-export"],
+      [householdUrl + "/history", "All changes", "en-history"],
     ]) {
       await s.go(hash);
       await s.waitText(text);
@@ -363,6 +453,7 @@ try {
     await s.go(householdUrl);
     await s.clickText("Growth");
     await s.waitText("Weight-for-age");
+    await s.waitText("Suggested referral to the midwife");
     await shot(s, "en-growth");
     await s.go("#/settings");
     await s.clickText("Lock the app");

@@ -2,6 +2,27 @@
 // needs no large test framework. Waits poll until a condition holds or a deadline passes;
 // nothing asserts on durations.
 import { writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+
+/** How long a wait may take before the test fails (E2E_TIMEOUT_MS, default 60 s): generous,
+ * because a cold, busy 2-core CI machine starts WebKit slowly; a passing run never waits
+ * for it, since every wait ends as soon as its condition holds. */
+export const TIMEOUT = Number(process.env.E2E_TIMEOUT_MS) || 60000;
+
+/** `n` distinct free loopback ports (all held open together while choosing). */
+export async function freePorts(n) {
+  const servers = [];
+  try {
+    for (let i = 0; i < n; i++) {
+      servers.push(await new Promise((res, rej) => {
+        const s = createServer().once("error", rej).listen(0, "127.0.0.1", () => res(s));
+      }));
+    }
+    return servers.map((s) => s.address().port);
+  } finally {
+    await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  }
+}
 
 const ELEMENT = "element-6066-11e4-a52e-4f735466cecf";
 
@@ -34,7 +55,7 @@ export class Session {
   }
 
   /** Waits until `css` matches a displayed element and returns it. */
-  async waitFor(css, what = css, timeoutMs = 20000) {
+  async waitFor(css, what = css, timeoutMs = TIMEOUT) {
     return this.until(async () => {
       const els = await this.cmd("POST", "/elements", { using: "css selector", value: css });
       for (const e of els) {
@@ -45,7 +66,7 @@ export class Session {
   }
 
   /** Polls `f` until it returns a truthy value. */
-  async until(f, what, timeoutMs = 20000) {
+  async until(f, what, timeoutMs = TIMEOUT) {
     const end = Date.now() + timeoutMs;
     let last;
     for (;;) {
@@ -111,7 +132,7 @@ export class Session {
   }
 
   /** Waits until the page text contains `s`. */
-  async waitText(s, timeoutMs = 20000) {
+  async waitText(s, timeoutMs = TIMEOUT) {
     return this.until(async () => (await this.exec("return document.body.innerText")).includes(s), `text "${s}"`, timeoutMs);
   }
 
@@ -125,7 +146,7 @@ export class Session {
   }
 }
 
-async function raw(base, method, path, body, timeoutMs = 90000) {
+async function raw(base, method, path, body, timeoutMs = Math.max(90000, 2 * TIMEOUT)) {
   const r = await fetch(base + path, {
     method,
     headers: { "content-type": "application/json" },

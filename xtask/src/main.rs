@@ -6,7 +6,10 @@
 //! - `bench [--quick]` — Kunjung against the peer (PouchDB/pouchdb-server) and local-store
 //!   benchmarks; prints a table, writes `target/bench/results.json` and docs/BENCHMARKS.md.
 //! - `bench-check` — the short bench check `test` runs (20 households on both systems).
+//! - `e2e [--no-build]` — the real app driven end to end under Xvfb (also part of `test`).
+//! - `appbench [--quick] [--no-build] [--runs N]` — the app's cold start and binary size.
 
+mod appbench;
 mod arch;
 mod bench;
 mod bench_report;
@@ -29,8 +32,9 @@ fn main() -> Result<()> {
         Some("bench-check") => bench::check(),
         Some("bench-report") => bench_report::run(&args[1..]),
         Some("e2e") => e2e::run(&args[1..]),
+        Some("appbench") => appbench::run(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask test [--no-lint] [--e2e] | demo | bench [--quick] | bench-check | bench-report [--households N] | e2e");
+            eprintln!("usage: cargo xtask test [--no-lint] [--no-e2e] | demo | bench [--quick] | bench-check | bench-report [--households N] | e2e [--no-build] | appbench [--quick] [--no-build] [--runs N]");
             bail!("unknown command")
         }
     }
@@ -50,13 +54,13 @@ const TEST_PACKAGES: &[&str] = &[
 ];
 
 /// Everything, in the order a failure is cheapest to find: lints, then unit and integration
-/// tests (with a real PostgreSQL and the FHIR validator). `--e2e` (or `KUNJUNG_E2E=1`) also
-/// drives the real app end to end (`cargo xtask e2e` alone); it is not yet in the default
-/// run because it was not stable on a busy 2-core machine (issue 5). `--no-lint` skips
-/// fmt/clippy.
+/// tests (with a real PostgreSQL and the FHIR validator), then the real app driven end to
+/// end (`cargo xtask e2e` alone). `--no-lint` skips fmt/clippy; `--no-e2e` (or
+/// `KUNJUNG_NO_E2E=1`) skips the app run.
 fn test(args: &[String]) -> Result<()> {
     let no_lint = args.iter().any(|a| a == "--no-lint");
-    let e2e = args.iter().any(|a| a == "--e2e") || std::env::var_os("KUNJUNG_E2E").is_some();
+    let e2e =
+        !(args.iter().any(|a| a == "--no-e2e") || std::env::var_os("KUNJUNG_NO_E2E").is_some());
     sh::apt_install(TEST_PACKAGES)?;
     if !no_lint {
         sh::run("cargo", &["fmt", "--all", "--check"], &[])?;
@@ -90,7 +94,7 @@ fn test(args: &[String]) -> Result<()> {
     // server's households, both through the counting proxy.
     bench::check()?;
     if e2e {
-        e2e::run(&[])?;
+        e2e::run_with(&[], true)?;
     }
     eprintln!("xtask: all tests passed");
     Ok(())

@@ -65,14 +65,23 @@ pub fn apt_install(pkgs: &[&str]) -> Result<()> {
     }
     let sudo: &[&str] = if is_root() { &[] } else { &["sudo"] };
     let mut update: Vec<&str> = sudo.to_vec();
-    update.extend(["apt-get", "update", "-qq"]);
+    update.extend(["apt-get", "update", "-qq", "-o", "DPkg::Lock::Timeout=600"]);
     run(
         update[0],
         &update[1..],
         &[("DEBIAN_FRONTEND", "noninteractive")],
     )?;
     let mut install: Vec<&str> = sudo.to_vec();
-    install.extend(["apt-get", "install", "-y", "-qq", "--no-install-recommends"]);
+    // Wait for another apt (a second run, unattended upgrades) instead of failing at once.
+    install.extend([
+        "apt-get",
+        "install",
+        "-y",
+        "-qq",
+        "--no-install-recommends",
+        "-o",
+        "DPkg::Lock::Timeout=600",
+    ]);
     install.extend(missing.iter().copied());
     run(
         install[0],

@@ -8,6 +8,7 @@
 
 use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
+
 use std::time::Duration;
 
 use serde::Serialize;
@@ -46,6 +47,16 @@ enum Msg {
 pub struct SyncWorker {
     tx: Mutex<Sender<Msg>>,
     state: Arc<Mutex<SyncState>>,
+    handle: AppHandle,
+}
+
+/// Shows `s` in the state bar (an event to the UI) when it changed.
+fn publish_to(handle: &AppHandle, cur: &Mutex<SyncState>, s: SyncState) {
+    let mut cur = cur.lock().unwrap_or_else(|p| p.into_inner());
+    if *cur != s {
+        *cur = s.clone();
+        let _ = handle.emit("sync-state", s);
+    }
 }
 
 /// First retry delay; doubles up to `max_backoff()`.
@@ -68,6 +79,7 @@ impl SyncWorker {
             ..Default::default()
         }));
         let shared = state.clone();
+        let h = handle.clone();
         std::thread::spawn(move || {
             let mut backoff = FIRST_BACKOFF;
             let mut wait = max_backoff();
@@ -80,13 +92,7 @@ impl SyncWorker {
                 if now {
                     backoff = FIRST_BACKOFF;
                 }
-                let publish = |s: SyncState| {
-                    let mut cur = shared.lock().unwrap_or_else(|p| p.into_inner());
-                    if *cur != s {
-                        *cur = s.clone();
-                        let _ = handle.emit("sync-state", s);
-                    }
-                };
+                let publish = |s: SyncState| publish_to(&h, &shared, s);
                 let before = shared.lock().unwrap_or_else(|p| p.into_inner()).clone();
                 let next = engine::step(&store, &before, &publish);
                 wait = if next.phase == "offline" || next.phase == "error" {
@@ -106,7 +112,27 @@ impl SyncWorker {
         SyncWorker {
             tx: Mutex::new(tx),
             state,
+            handle,
         }
+    }
+
+    /// Shows the progress of a sync run outside the worker (the first sign-in).
+    fn progress(&self, p: &kunjung_client::sync::Progress) {
+        let done = p.total.saturating_sub(p.remaining) as f64;
+        let cur = self.state();
+        publish_to(
+            &self.handle,
+            &self.state,
+            SyncState {
+                phase: "syncing".into(),
+                progress: Some(if p.total == 0 {
+                    1.0
+                } else {
+                    done / p.total as f64
+                }),
+                ..cur
+            },
+        );
     }
 
     /// Something changed locally (or the store was unlocked).
@@ -131,113 +157,7 @@ impl SyncWorker {
     }
 }
 
-/// One sync attempt with the sync engine of `kunjung-client`.
-mod engine {
-    use super::*;
-    use kunjung_client::app_support::{reachable, verified_at};
-    use kunjung_client::sync::{sync, SyncError, SyncOptions};
-
-    fn state(phase: &str, pending: i64, verified_at: Option<i64>) -> SyncState {
-        SyncState {
-            phase: phase.into(),
-            pending,
-            verified_at,
-            ..Default::default()
-        }
-    }
-
-    /// Options for the server and account in the settings; `tries` stays low because the
-    /// worker does its own backoff and the store is held during a sync.
-    pub fn options(server: &str, account: &str, password: Option<String>) -> SyncOptions {
-        let mut o = SyncOptions::new(server, account, password);
-        o.tries = 2;
-        o
-    }
-
-    /// The state after a sync result.
-    pub fn outcome(
-        r: std::result::Result<kunjung_client::sync::SyncSummary, SyncError>,
-        pending: i64,
-        verified: Option<i64>,
-    ) -> SyncState {
-        match r {
-            Ok(sum) => SyncState {
-                acknowledged: sum.pushed as i64,
-                pulled: sum.pulled as i64,
-                ..state(
-                    if sum.verified { "verified" } else { "error" },
-                    sum.unsynced,
-                    verified,
-                )
-            },
-            Err(SyncError::Network { .. }) => state("offline", pending, verified),
-            Err(SyncError::PasswordRequired) => state("signed_out", pending, verified),
-            Err(e)
-                if matches!(
-                    e.code(),
-                    "unauthorized" | "invalid_credentials" | "account_disabled"
-                ) =>
-            {
-                SyncState {
-                    message: Some(e.to_string()),
-                    ..state("signed_out", pending, verified)
-                }
-            }
-            Err(e) => SyncState {
-                message: Some(e.to_string()),
-                ..state("error", pending, verified)
-            },
-        }
-    }
-
-    pub fn step(
-        store: &SharedStore,
-        _before: &SyncState,
-        publish: &dyn Fn(SyncState),
-    ) -> SyncState {
-        let read = with_store(store, |s| {
-            Ok((
-                s.unsynced_count()?,
-                s.meta("setting:server")?.unwrap_or_default(),
-                s.meta("setting:account")?.unwrap_or_default(),
-                verified_at(s)?,
-            ))
-        });
-        let Ok((pending, server, account, verified)) = read else {
-            return state("locked", 0, None);
-        };
-        if server.is_empty() || account.is_empty() {
-            return state("no_server", pending, verified);
-        }
-        // Probe without the store: a dead network never keeps the UI waiting.
-        if !reachable(&server, Duration::from_secs(5)) {
-            return state("offline", pending, verified);
-        }
-        publish(SyncState {
-            progress: Some(0.0),
-            ..state("syncing", pending, verified)
-        });
-        let opts = options(&server, &account, None);
-        let mut guard = store.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(s) = guard.as_mut() else {
-            return state("locked", 0, None);
-        };
-        let r = sync(s, &opts, &mut |p| {
-            let done = p.total.saturating_sub(p.remaining) as f64;
-            publish(SyncState {
-                progress: Some(if p.total == 0 {
-                    1.0
-                } else {
-                    done / p.total as f64
-                }),
-                ..state("syncing", pending, verified)
-            });
-        });
-        let verified = verified_at(s).ok().flatten();
-        let pending = s.unsynced_count().unwrap_or(pending);
-        outcome(r, pending, verified)
-    }
-}
+mod engine;
 
 /// First sign-in to the server (or again after the token expired): saves the server and
 /// account, then syncs with the password, which is never stored.
@@ -249,19 +169,22 @@ pub fn sign_in(
     password: String,
 ) -> Result<SyncState> {
     let opts = engine::options(server.trim(), account.trim(), Some(password));
-    // The engine's blocking HTTP client may not run on the async runtime's threads.
-    let app_ref: &App = &app;
-    let run = || {
-        app_ref.with(|s| {
-            s.set_meta("setting:server", server.trim())?;
-            s.set_meta("setting:account", account.trim())?;
-            let r = kunjung_client::sync::sync(s, &opts, &mut |_| {});
-            let verified = kunjung_client::app_support::verified_at(s)?;
-            Ok(engine::outcome(r, s.unsynced_count()?, verified))
-        })
-    };
-    let state = std::thread::scope(|sc| sc.spawn(run).join())
-        .map_err(|_| AppError::Sync("sign-in thread panicked".into()))??;
+    app.with(|s| {
+        s.set_meta("setting:server", server.trim())?;
+        s.set_meta("setting:account", account.trim())
+    })?;
+    // The engine's blocking HTTP client may not run on the async runtime's threads; the
+    // store stays usable by other commands during this (first, maybe long) sync.
+    let shared = &app.store;
+    let r = std::thread::scope(|sc| {
+        sc.spawn(|| shared.sync(&opts, &mut |p| app.sync.progress(p)))
+            .join()
+    })
+    .map_err(|_| AppError::Sync("sign-in thread panicked".into()))?;
+    let state = app.with(|s| {
+        let verified = kunjung_client::app_support::verified_at(s)?;
+        Ok(engine::outcome(r, s.unsynced_count()?, verified))
+    })?;
     app.sync.kick();
     match state.phase.as_str() {
         "verified" => Ok(state),

@@ -5,6 +5,10 @@ import { listen, type UnlistenFn } from "@tauri-apps/api/event";
 
 import type { AnswerValue } from "./bindings/AnswerValue";
 import type { AppStatus } from "./bindings/AppStatus";
+import type { ChangeInfo } from "./bindings/ChangeInfo";
+import type { Dashboard } from "./bindings/Dashboard";
+import type { ExportDone } from "./bindings/ExportDone";
+import type { FieldVersion } from "./bindings/FieldVersion";
 import type { ErrorBody } from "./bindings/ErrorBody";
 import type { FieldEdit } from "./bindings/FieldEdit";
 import type { HouseholdConflicts } from "./bindings/HouseholdConflicts";
@@ -91,6 +95,13 @@ export const api = {
   resolveConflict: (householdId: string, path: string, value: AnswerValue) =>
     call<void>("resolve_conflict", { householdId, path, value }),
   growth: (memberId: string) => call<GrowthChart>("growth_chart", { memberId }),
+
+  dashboard: (month: string, by: "posyandu" | "desa", area: string | null) =>
+    call<Dashboard>("dashboard", { month, by, area }),
+  exportData: (format: "csv" | "xlsx" | "fhir", area: string | null, month: string | null) =>
+    call<ExportDone>("export", { format, area, month }),
+  householdHistory: (id: string) => call<ChangeInfo[]>("household_history", { id }),
+  fieldHistory: (id: string, path: string) => call<FieldVersion[]>("field_history", { id, path }),
 
   syncState: () => call<SyncState>("sync_state"),
   syncNow: () => call<SyncState>("sync_now"),

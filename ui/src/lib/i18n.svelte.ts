@@ -75,3 +75,29 @@ export function todayIso(): string {
   const p = (n: number) => String(n).padStart(2, "0");
   return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}`;
 }
+
+/** `YYYY-MM` of today. */
+export function thisMonth(): string {
+  return todayIso().slice(0, 7);
+}
+
+/** `YYYY-MM` moved by `n` months. */
+export function addMonths(ym: string, n: number): string {
+  const [y, m] = ym.split("-").map(Number);
+  const d = new Date(y, m - 1 + n, 1);
+  return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, "0")}`;
+}
+
+/** `YYYY-MM` → "November 2026" (or "Nov" with `short`). */
+export function fmtMonth(ym: string, short = false): string {
+  const [y, m] = ym.split("-").map(Number);
+  const opts: Intl.DateTimeFormatOptions = short ? { month: "short" } : { month: "long", year: "numeric" };
+  return new Intl.DateTimeFormat(locale(), opts).format(new Date(y, m - 1, 1));
+}
+
+/** ms since the epoch → "24 Nov 2026 14.05" in the user's language. */
+export function fmtDateTime(ms: number): string {
+  return new Intl.DateTimeFormat(locale(), {
+    day: "numeric", month: "short", year: "numeric", hour: "2-digit", minute: "2-digit",
+  }).format(new Date(ms));
+}

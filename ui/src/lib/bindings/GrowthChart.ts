@@ -7,4 +7,13 @@ import type { Sex } from "./Sex";
  * Growth chart data of a child: weight-for-age and length/height-for-age curves up to
  * the child's age (at least a year) and the child's measurements.
  */
-export type GrowthChart = { member_id: string, name: string, sex: Sex, birth_date: string, weight_for_age: Curve, length_for_age: Curve, points: Array<GrowthPoint>, };
+export type GrowthChart = { member_id: string, name: string, sex: Sex, birth_date: string, weight_for_age: Curve, length_for_age: Curve, points: Array<GrowthPoint>, 
+/**
+ * The weighing referral suggestion (2T in a row, or weight-for-age < −3 SD) for the
+ * month of the latest weighing, in Bahasa Indonesia; `None` when neither applies.
+ */
+referral_suggestion: string | null, 
+/**
+ * `YYYY-MM` of that weighing.
+ */
+suggestion_month: string | null, };
