@@ -4,6 +4,8 @@
 //!   PostgreSQL on loopback, then runs fmt, clippy and every test. CI runs exactly this.
 //! - `demo`  — builds and runs the demo.
 //! - `bench [--quick]` — benchmarks; prints a table and writes `target/bench/results.json`.
+//! - `soak [--cases N] [--seed S]`, `fuzz [--secs N] [--target T]` — the long reliability
+//!   runs (issue 8, `docs/RELIABILITY.md`).
 
 mod arch;
 mod bench;
@@ -11,6 +13,7 @@ mod demo;
 mod e2e;
 mod fhir;
 mod pg;
+mod reliability;
 mod sh;
 
 use anyhow::{bail, Result};
@@ -24,8 +27,11 @@ fn main() -> Result<()> {
         Some("demo") => demo::run(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
         Some("e2e") => e2e::run(&args[1..]),
+        Some("soak") => reliability::soak(&args[1..]),
+        Some("fuzz") => reliability::fuzz(&args[1..]),
+        Some("schemathesis") => reliability::schemathesis(25),
         _ => {
-            eprintln!("usage: cargo xtask test [--no-lint] [--e2e] | demo | bench [--quick] | e2e");
+            eprintln!("usage: cargo xtask test [--no-lint] [--e2e] | demo | bench [--quick] | e2e | soak [--cases N] | fuzz [--secs N]");
             bail!("unknown command")
         }
     }
@@ -80,6 +86,10 @@ fn test(args: &[String]) -> Result<()> {
     let r = sh::run("cargo", &["test", "--workspace", "--no-fail-fast"], &env);
     drop(pg);
     r?;
+    // The property-based API tester against the OpenAPI description (no 5xx, issue 8).
+    // (The fuzz targets run on stable inside `cargo test`: tests/tests/fuzz_regressions.rs;
+    // the coverage-guided cargo-fuzz run is `cargo xtask fuzz`.)
+    reliability::schemathesis(25)?;
     if e2e {
         e2e::run(&[])?;
     }
