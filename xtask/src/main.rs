@@ -8,6 +8,8 @@
 //! - `bench-check` — the short bench check `test` runs (20 households on both systems).
 //! - `e2e [--no-build]` — the real app driven end to end under Xvfb (also part of `test`).
 //! - `appbench [--quick] [--no-build] [--runs N]` — the app's cold start and binary size.
+//! - `soak [--cases N] [--seed S]`, `fuzz [--secs N] [--target T]` — the long reliability
+//!   runs (issue 8, `docs/RELIABILITY.md`).
 
 mod appbench;
 mod arch;
@@ -17,6 +19,7 @@ mod demo;
 mod e2e;
 mod fhir;
 mod pg;
+mod reliability;
 mod sh;
 
 use anyhow::{bail, Result};
@@ -33,8 +36,11 @@ fn main() -> Result<()> {
         Some("bench-report") => bench_report::run(&args[1..]),
         Some("e2e") => e2e::run(&args[1..]),
         Some("appbench") => appbench::run(&args[1..]),
+        Some("soak") => reliability::soak(&args[1..]),
+        Some("fuzz") => reliability::fuzz(&args[1..]),
+        Some("schemathesis") => reliability::schemathesis(25),
         _ => {
-            eprintln!("usage: cargo xtask test [--no-lint] [--no-e2e] | demo | bench [--quick] | bench-check | bench-report [--households N] | e2e [--no-build] | appbench [--quick] [--no-build] [--runs N]");
+            eprintln!("usage: cargo xtask test [--no-lint] [--no-e2e] | demo | bench [--quick] | bench-check | bench-report [--households N] | e2e [--no-build] | appbench [--quick] [--no-build] [--runs N] | soak [--cases N] | fuzz [--secs N] | schemathesis");
             bail!("unknown command")
         }
     }
@@ -93,6 +99,10 @@ fn test(args: &[String]) -> Result<()> {
     // pouchdb-server, npm install included) really replicates, Kunjung's device holds the
     // server's households, both through the counting proxy.
     bench::check()?;
+    // The property-based API tester against the OpenAPI description (no 5xx, issue 8).
+    // (The fuzz targets run on stable inside `cargo test`: tests/tests/fuzz_regressions.rs;
+    // the coverage-guided cargo-fuzz run is `cargo xtask fuzz`.)
+    reliability::schemathesis(25)?;
     if e2e {
         e2e::run_with(&[], true)?;
     }
