@@ -19,6 +19,9 @@ use uuid::Uuid;
 const DESA_A: &str = "32.14.01.2001";
 const DESA_B: &str = "32.14.02.2002";
 
+#[path = "server/reports.rs"]
+mod reports;
+
 /// A fresh database of each backend for one test.
 fn backends(test: &str) -> Vec<(String, Db)> {
     let dir = tempfile::tempdir().unwrap().keep();

@@ -182,7 +182,14 @@ fn xlsx_export_round_trips_typed_values() {
     let wb: calamine::Sheets<_> = open_workbook_auto(&xlsx).unwrap();
     assert_eq!(
         wb.sheet_names(),
-        ["rekap", "rumah_tangga", "anggota", "kunjungan", "rujukan"]
+        [
+            "ringkasan",
+            "rekap",
+            "rumah_tangga",
+            "anggota",
+            "kunjungan",
+            "rujukan"
+        ]
     );
     let hh = sheet(&xlsx, "rumah_tangga");
     assert_eq!(hh.len() as i64 - 1, info["households"].as_i64().unwrap());
@@ -678,4 +685,91 @@ fn duplicate_households_merge_and_unmerge() {
     e.ok(&["store", "check"]);
     let (ok, _, err) = e.run(&["unmerge", &b]);
     assert!(!ok && err.contains("not merged"), "{err}");
+}
+
+/// Babies and children are linked to their mothers in the same KK: by a "NIK Ibu" column,
+/// a "Nama Ibu" column, or — for a row whose relation is child — the wife of the household
+/// (or the head when there is none); a mother named but absent is a warning. A later file
+/// links a new baby to a mother already stored.
+#[test]
+fn import_links_children_to_their_mothers() {
+    let e = Env::new();
+    let csv = e.path("register-ibu.csv");
+    std::fs::write(
+        &csv,
+        "No. KK;NIK;Nama;Tanggal Lahir;JK;Hubungan Keluarga;Nama Ibu;NIK Ibu;RT;RW\n\
+         3214010000000001;3214011203880001;Budi Santoso;12/03/1988;L;Kepala Keluarga;;;1;2\n\
+         3214010000000001;3214015205920002;Siti Aminah;12/05/1992;P;Istri;;;1;2\n\
+         3214010000000001;;Ahmad;01/10/2024;L;Anak;;;1;2\n\
+         3214010000000001;3214014101600003;Aminah;01/01/1960;P;Orang Tua;;;1;2\n\
+         3214010000000002;3214015506900004;Ratna Dewi;15/06/1990;P;Kepala Keluarga;;;1;2\n\
+         3214010000000002;;Dina;03/02/2024;P;Anak;;;1;2\n\
+         3214010000000003;3214011111700005;Joko;11/11/1970;L;Kepala Keluarga;;;1;2\n\
+         3214010000000003;3214014712720006;Rina;07/12/1972;P;Istri;;;1;2\n\
+         3214010000000003;3214014403000007;Wati;04/03/2000;P;Anak;;3214014712720006;1;2\n\
+         3214010000000003;;Bayi Wati;01/09/2025;P;Cucu;wati;;1;2\n\
+         3214010000000003;;Bayi Susi;02/09/2025;L;Cucu;Susi;;1;2\n",
+    )
+    .unwrap();
+    let dry = e.ok(&[
+        "import",
+        csv.to_str().unwrap(),
+        "--dry-run",
+        "--area",
+        "32.14.01.2001",
+    ]);
+    // Ahmad → Siti (wife), Dina → Ratna (head, no wife), Wati → Rina (NIK Ibu),
+    // Bayi Wati → Wati (Nama Ibu); Bayi Susi's mother is not in the KK.
+    assert_eq!(dry["mothers_linked"], 4, "{dry}");
+    assert_eq!(dry["rejected_rows"], serde_json::json!([]));
+    let warns = dry["warnings"].as_array().unwrap();
+    let susi: Vec<&Value> = warns.iter().filter(|w| w["column"] == "ibu").collect();
+    assert_eq!(susi.len(), 1, "{warns:?}");
+    assert_eq!(susi[0]["row"], 12);
+    assert!(susi[0]["reason_en"].as_str().unwrap().contains("not found"));
+
+    let r = e.ok(&["import", csv.to_str().unwrap(), "--area", "32.14.01.2001"]);
+    assert_eq!(r["mothers_linked"], 4);
+    let mothers = |e: &Env| -> std::collections::BTreeMap<String, Option<String>> {
+        let mut out = std::collections::BTreeMap::new();
+        for h in e.ok(&["household", "list"]).as_array().unwrap() {
+            let show = e.ok(&["household", "show", h["id"].as_str().unwrap()]);
+            let members = show["members"].as_array().unwrap();
+            let name_of = |id: &Value| {
+                members
+                    .iter()
+                    .find(|m| &m["id"] == id)
+                    .map(|m| m["name"].as_str().unwrap().to_string())
+            };
+            for m in members {
+                out.insert(
+                    m["name"].as_str().unwrap().to_string(),
+                    name_of(&m["mother_id"]),
+                );
+            }
+        }
+        out
+    };
+    let got = mothers(&e);
+    let want = |name: &str| got.get(name).cloned().flatten();
+    assert_eq!(want("Ahmad").as_deref(), Some("Siti Aminah"));
+    assert_eq!(want("Dina").as_deref(), Some("Ratna Dewi"));
+    assert_eq!(want("Wati").as_deref(), Some("Rina"));
+    assert_eq!(want("Bayi Wati").as_deref(), Some("Wati"));
+    assert_eq!(want("Bayi Susi"), None);
+    // Nobody else got a mother (not the head, the wife or the grandmother).
+    assert_eq!(got.values().filter(|m| m.is_some()).count(), 4, "{got:?}");
+
+    // A later register with a new baby of KK ...0001: linked to Siti, already stored.
+    let later = e.path("register-baru.csv");
+    std::fs::write(
+        &later,
+        "No. KK,Nama,Tanggal Lahir,JK,Hubungan Keluarga,RT,RW\n\
+         3214010000000001,Bayi Siti,20/08/2025,P,Anak,1,2\n",
+    )
+    .unwrap();
+    let r = e.ok(&["import", later.to_str().unwrap(), "--area", "32.14.01.2001"]);
+    assert_eq!(r["households_extended"], 1, "{r}");
+    assert_eq!(r["mothers_linked"], 1, "{r}");
+    assert_eq!(mothers(&e)["Bayi Siti"].as_deref(), Some("Siti Aminah"));
 }
