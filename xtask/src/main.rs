@@ -4,12 +4,15 @@
 //!   PostgreSQL on loopback, then runs fmt, clippy and every test. CI runs exactly this.
 //! - `demo`  — builds and runs the demo.
 //! - `bench [--quick]` — benchmarks; prints a table and writes `target/bench/results.json`.
+//! - `load [first-sync]` — many devices syncing against a real server (SQLite, PostgreSQL);
+//!   `first-sync`: a new device's first sync of a 2,000-household village.
 
 mod arch;
 mod bench;
 mod demo;
 mod e2e;
 mod fhir;
+mod load;
 mod pg;
 mod sh;
 
@@ -24,8 +27,9 @@ fn main() -> Result<()> {
         Some("demo") => demo::run(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
         Some("e2e") => e2e::run(&args[1..]),
+        Some("load") => load::run(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask test [--no-lint] [--e2e] | demo | bench [--quick] | e2e");
+            eprintln!("usage: cargo xtask test [--no-lint] [--e2e] | demo | bench [--quick] | e2e | load [first-sync]");
             bail!("unknown command")
         }
     }
