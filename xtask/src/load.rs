@@ -247,6 +247,9 @@ fn encode_fast<T: serde::Serialize>(msg: &T) -> Result<Vec<u8>> {
     Ok(kunjung_protocol::encode_level(msg, 1)?)
 }
 
+/// An acknowledged change: its household and bytes.
+type Acked = (uuid::Uuid, Vec<u8>);
+
 /// A simulated device.
 struct Device {
     user: String,
@@ -258,7 +261,7 @@ struct Device {
     /// Pushed but not yet acknowledged.
     unacked: Vec<HouseholdChanges>,
     /// Acknowledged changes by hash: household and bytes.
-    acked: HashMap<Vec<u8>, (uuid::Uuid, Vec<u8>)>,
+    acked: HashMap<Vec<u8>, Acked>,
     /// Snapshots and changes received, per household, in order.
     received: BTreeMap<uuid::Uuid, Vec<Vec<u8>>>,
     latencies: Vec<f64>,
@@ -330,7 +333,7 @@ impl Device {
         );
         let resp: SyncResponse = kunjung_protocol::decode(&b)?;
         // The receipt must cover exactly what was pushed.
-        let pushed: Vec<(Vec<u8>, (uuid::Uuid, Vec<u8>))> = req
+        let pushed: Vec<(Vec<u8>, Acked)> = req
             .changes
             .iter()
             .flat_map(|g| g.changes.iter().map(|c| (g.household_id, c)))
