@@ -150,6 +150,28 @@ pub fn compact(db: &Db) -> Result<usize, ServerError> {
 }
 
 /// Reads a password from the environment for the command line.
+/// Frees the bytes of changes already folded into their household's snapshot and older
+/// than `older_than_days`; their hashes stay, so a re-push is still acknowledged once.
+/// A device that was away longer and still lacks some of them gets the snapshot instead
+/// (see `sync::state_at`). Returns (changes pruned, bytes freed).
+pub fn prune(db: &Db, older_than_days: u32) -> Result<(u64, u64), ServerError> {
+    let cutoff = crate::auth::now_ms() - i64::from(older_than_days) * 24 * 3600 * 1000;
+    db.tx(true, |t| {
+        let cond = "length(bytes) > 0 AND received_at < $1
+             AND seq <= (SELECT h.snapshot_seq FROM households h WHERE h.id = changes.household_id)";
+        let r = t.query(
+            &format!("SELECT count(*), coalesce(sum(length(bytes)), 0) FROM changes WHERE {cond}"),
+            &[cutoff.into()],
+        )?;
+        let (n, bytes) = (r[0][0].int() as u64, r[0][1].int() as u64);
+        t.exec(
+            &format!("UPDATE changes SET bytes = $2 WHERE {cond}"),
+            &[cutoff.into(), Vec::<u8>::new().into()],
+        )?;
+        Ok((n, bytes))
+    })
+}
+
 pub fn password_from_env() -> Result<String, ServerError> {
     let p = std::env::var("KUNJUNG_PASSWORD").unwrap_or_default();
     if p.is_empty() {

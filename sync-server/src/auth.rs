@@ -1,6 +1,7 @@
 //! Accounts and tokens: Argon2id password hashes, random bearer tokens stored only as
 //! SHA-256 hashes, expiring and revocable; a disabled account's tokens stop at once
-//! because every check reads the account. Login attempts are rate-limited per username.
+//! because every check reads the account. Login attempts are rate-limited per username
+//! and per client address.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -286,19 +287,32 @@ pub fn authenticate(t: &mut dyn Sql, token: &str) -> Result<User, ServerError> {
     })
 }
 
-/// Failed-login counter per username.
+/// Failed logins allowed per client address within [`LOGIN_WINDOW`] (over all usernames,
+/// so one address cannot try passwords across many accounts).
+pub const LOGIN_FAILURES_PER_ADDRESS: u32 = 20;
+
+/// Failed-login counters per username and per client address. Past the limit, logins of
+/// that username (or from that address) are refused with 429 until the window from the
+/// first failure has passed — even with the right password. A success clears the
+/// username's counter, not the address's.
 #[derive(Default)]
 pub struct LoginLimiter {
     failures: Mutex<HashMap<String, (u32, Instant)>>,
 }
 
+fn address_key(addr: std::net::IpAddr) -> String {
+    format!("\u{0}addr:{addr}")
+}
+
 impl LoginLimiter {
-    /// Err when the username is locked out for now.
-    pub fn check(&self, username: &str) -> Result<(), ServerError> {
-        let map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((n, since)) = map.get(username) {
+    fn locked(
+        map: &HashMap<String, (u32, Instant)>,
+        key: &str,
+        limit: u32,
+    ) -> Result<(), ServerError> {
+        if let Some((n, since)) = map.get(key) {
             let elapsed = since.elapsed();
-            if *n >= LOGIN_FAILURES && elapsed < LOGIN_WINDOW {
+            if *n >= limit && elapsed < LOGIN_WINDOW {
                 return Err(ServerError::RateLimited(
                     (LOGIN_WINDOW - elapsed).as_secs().max(1),
                 ));
@@ -307,18 +321,29 @@ impl LoginLimiter {
         Ok(())
     }
 
-    pub fn failed(&self, username: &str) {
+    /// Err when the username or the address is locked out for now.
+    pub fn check(&self, username: &str, addr: Option<std::net::IpAddr>) -> Result<(), ServerError> {
+        let map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        Self::locked(&map, username, LOGIN_FAILURES)?;
+        if let Some(a) = addr {
+            Self::locked(&map, &address_key(a), LOGIN_FAILURES_PER_ADDRESS)?;
+        }
+        Ok(())
+    }
+
+    pub fn failed(&self, username: &str, addr: Option<std::net::IpAddr>) {
         let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() > 100_000 {
             map.retain(|_, (_, t)| t.elapsed() < LOGIN_WINDOW);
         }
-        let e = map
-            .entry(username.to_string())
-            .or_insert((0, Instant::now()));
-        if e.1.elapsed() >= LOGIN_WINDOW {
-            *e = (0, Instant::now());
+        let keys = std::iter::once(username.to_string()).chain(addr.map(address_key));
+        for k in keys {
+            let e = map.entry(k).or_insert((0, Instant::now()));
+            if e.1.elapsed() >= LOGIN_WINDOW {
+                *e = (0, Instant::now());
+            }
+            e.0 += 1;
         }
-        e.0 += 1;
     }
 
     pub fn succeeded(&self, username: &str) {

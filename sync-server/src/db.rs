@@ -8,7 +8,7 @@
 //! assigned and committed in order and a reader's cursor can never skip a change that
 //! commits late; SQLite has one writer anyway (`BEGIN IMMEDIATE`).
 
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -246,16 +246,80 @@ impl Sql for PgTx<'_> {
     }
 }
 
+/// A bounded pool: at most `max` connections open; a caller waits for a free one.
+pub struct Pool<C> {
+    state: Mutex<(Vec<C>, usize)>,
+    free: Condvar,
+    max: usize,
+}
+
+impl<C> Pool<C> {
+    fn new(max: usize) -> Pool<C> {
+        Pool {
+            state: Mutex::new((Vec::new(), 0)),
+            free: Condvar::new(),
+            max: max.max(1),
+        }
+    }
+
+    /// An idle connection, or `Ok(None)` when the caller may open a new one (counted).
+    fn take(&self) -> Option<C> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(c) = st.0.pop() {
+                return Some(c);
+            }
+            if st.1 < self.max {
+                st.1 += 1;
+                return None;
+            }
+            st = self.free.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Returns a connection (`Some`) or gives up an opened slot (`None`, a broken one).
+    fn give(&self, c: Option<C>) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        match c {
+            Some(c) => st.0.push(c),
+            None => st.1 = st.1.saturating_sub(1),
+        }
+        self.free.notify_one();
+    }
+}
+
 /// The open database: which backend, and its connections.
+///
+/// SQLite (WAL): one writer connection, used by every [`Db::tx`], and a pool of read-only
+/// connections for [`Db::read`]; WAL readers see a committed snapshot and never wait for
+/// the writer. PostgreSQL: one bounded pool of connections.
 pub enum Db {
     Sqlite {
         conn: Mutex<rusqlite::Connection>,
+        path: String,
+        readers: Pool<rusqlite::Connection>,
     },
     Postgres {
         config: Box<postgres::Config>,
         schema: Option<String>,
-        pool: Mutex<Vec<PgConn>>,
+        pool: Pool<PgConn>,
     },
+}
+
+/// Read connections for SQLite (env `KUNJUNG_DB_READERS`).
+fn sqlite_readers() -> usize {
+    std::env::var("KUNJUNG_DB_READERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4)
+}
+
+/// PostgreSQL connections (env `KUNJUNG_DB_CONNECTIONS`).
+fn pg_connections() -> usize {
+    std::env::var("KUNJUNG_DB_CONNECTIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(12)
 }
 
 const SCHEMA: &str = "
@@ -316,6 +380,8 @@ impl Db {
             conn.execute_batch(SCHEMA)?;
             Db::Sqlite {
                 conn: Mutex::new(conn),
+                path: path.to_string(),
+                readers: Pool::new(sqlite_readers()),
             }
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let (base, schema) = split_schema(url);
@@ -325,11 +391,12 @@ impl Db {
             let db = Db::Postgres {
                 config: Box::new(config),
                 schema,
-                pool: Mutex::new(Vec::new()),
+                pool: Pool::new(pg_connections()),
             };
-            let mut c = db.pg_connect()?;
-            c.client.batch_execute(&SCHEMA.replace("BLOB", "BYTEA"))?;
-            db.pg_put(c);
+            let mut c = db.pg_take()?;
+            let r = c.client.batch_execute(&SCHEMA.replace("BLOB", "BYTEA"));
+            db.pg_give(c);
+            r?;
             db
         } else {
             return Err(DbError::BadUrl(url.to_string()));
@@ -380,75 +447,147 @@ impl Db {
         })
     }
 
-    fn pg_put(&self, c: PgConn) {
+    /// A pooled PostgreSQL connection (waits while all are busy).
+    fn pg_take(&self) -> Result<PgConn, DbError> {
+        let Db::Postgres { pool, .. } = self else {
+            unreachable!("pg_take on sqlite")
+        };
+        match pool.take() {
+            Some(c) if !c.client.is_closed() => Ok(c),
+            _ => self.pg_connect().inspect_err(|_| pool.give(None)),
+        }
+    }
+
+    fn pg_give(&self, c: PgConn) {
         if let Db::Postgres { pool, .. } = self {
-            let mut p = pool.lock().unwrap_or_else(|e| e.into_inner());
-            if p.len() < 16 {
-                p.push(c);
-            }
+            pool.give((!c.client.is_closed()).then_some(c));
         }
     }
 
     /// Runs `f` in one transaction. With `serialize`, the transaction first takes the
-    /// sequence counter's lock, so it runs alone among writers.
+    /// sequence counter's lock, so it runs alone among writers. Every `tx` may write; on
+    /// SQLite they all share the one writer connection.
     pub fn tx<T, E: From<DbError>>(
         &self,
         serialize: bool,
         f: impl FnOnce(&mut dyn Sql) -> Result<T, E>,
     ) -> Result<T, E> {
         match self {
-            Db::Sqlite { conn } => {
+            Db::Sqlite { conn, .. } => {
                 let mut c = conn.lock().unwrap_or_else(|e| e.into_inner());
                 let behavior = if serialize {
                     rusqlite::TransactionBehavior::Immediate
                 } else {
                     rusqlite::TransactionBehavior::Deferred
                 };
-                let tx = c
-                    .transaction_with_behavior(behavior)
-                    .map_err(DbError::from)?;
-                let mut t = SqliteTx(tx);
-                let out = f(&mut t)?;
-                t.0.commit().map_err(DbError::from)?;
-                Ok(out)
+                sqlite_run(&mut c, behavior, f)
             }
-            Db::Postgres { pool, .. } => {
-                let taken = pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
-                let mut c = match taken {
-                    Some(c) if !c.client.is_closed() => c,
-                    _ => self.pg_connect()?,
-                };
-                let result = (|| {
-                    // Readers see one consistent snapshot (REPEATABLE READ), so a pull page's
-                    // window, its changes and its household snapshots all agree; writers
-                    // stay READ COMMITTED and serialise on the counter row.
-                    let tx = if serialize {
-                        c.client.transaction()
-                    } else {
-                        c.client
-                            .build_transaction()
-                            .isolation_level(postgres::IsolationLevel::RepeatableRead)
-                            .start()
-                    }
-                    .map_err(DbError::from)?;
-                    let mut t = PgTx {
-                        tx,
-                        cache: &mut c.cache,
-                    };
-                    if serialize {
-                        t.exec("UPDATE counters SET value = value WHERE name = 'seq'", &[])?;
-                    }
-                    let out = f(&mut t)?;
-                    t.tx.commit().map_err(DbError::from)?;
-                    Ok(out)
-                })();
-                if !c.client.is_closed() {
-                    self.pg_put(c);
-                }
-                result
-            }
+            Db::Postgres { .. } => self.pg_run(
+                if serialize {
+                    PgMode::Serialize
+                } else {
+                    PgMode::Snapshot
+                },
+                f,
+            ),
         }
     }
+
+    /// Runs `f` in a read-only transaction that sees one committed snapshot. On SQLite it
+    /// runs on a pooled read connection, concurrently with the writer and other readers.
+    pub fn read<T, E: From<DbError>>(
+        &self,
+        f: impl FnOnce(&mut dyn Sql) -> Result<T, E>,
+    ) -> Result<T, E> {
+        match self {
+            Db::Sqlite { path, readers, .. } => {
+                let mut c = match readers.take() {
+                    Some(c) => c,
+                    None => match open_reader(path) {
+                        Ok(c) => c,
+                        Err(e) => {
+                            readers.give(None);
+                            return Err(E::from(e));
+                        }
+                    },
+                };
+                let out = sqlite_run(&mut c, rusqlite::TransactionBehavior::Deferred, f);
+                readers.give(Some(c));
+                out
+            }
+            Db::Postgres { .. } => self.pg_run(PgMode::ReadOnly, f),
+        }
+    }
+
+    fn pg_run<T, E: From<DbError>>(
+        &self,
+        mode: PgMode,
+        f: impl FnOnce(&mut dyn Sql) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut c = self.pg_take()?;
+        let result = (|| {
+            // Readers see one consistent snapshot (REPEATABLE READ), so a pull page's
+            // window, its changes and its household snapshots all agree; writers
+            // stay READ COMMITTED and serialise on the counter row.
+            let tx = match mode {
+                PgMode::Serialize => c.client.transaction(),
+                PgMode::Snapshot => c
+                    .client
+                    .build_transaction()
+                    .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                    .start(),
+                PgMode::ReadOnly => c
+                    .client
+                    .build_transaction()
+                    .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                    .read_only(true)
+                    .start(),
+            }
+            .map_err(DbError::from)?;
+            let mut t = PgTx {
+                tx,
+                cache: &mut c.cache,
+            };
+            if mode == PgMode::Serialize {
+                t.exec("UPDATE counters SET value = value WHERE name = 'seq'", &[])?;
+            }
+            let out = f(&mut t)?;
+            t.tx.commit().map_err(DbError::from)?;
+            Ok(out)
+        })();
+        self.pg_give(c);
+        result
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PgMode {
+    Serialize,
+    Snapshot,
+    ReadOnly,
+}
+
+fn open_reader(path: &str) -> Result<rusqlite::Connection, DbError> {
+    let c = rusqlite::Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    c.execute_batch("PRAGMA busy_timeout = 10000; PRAGMA query_only = ON;")?;
+    Ok(c)
+}
+
+fn sqlite_run<T, E: From<DbError>>(
+    c: &mut rusqlite::Connection,
+    behavior: rusqlite::TransactionBehavior,
+    f: impl FnOnce(&mut dyn Sql) -> Result<T, E>,
+) -> Result<T, E> {
+    let tx = c
+        .transaction_with_behavior(behavior)
+        .map_err(DbError::from)?;
+    let mut t = SqliteTx(tx);
+    let out = f(&mut t)?;
+    t.0.commit().map_err(DbError::from)?;
+    Ok(out)
 }
 
 fn split_schema(url: &str) -> (String, Option<String>) {

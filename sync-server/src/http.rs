@@ -57,6 +57,8 @@ pub struct AppState {
     pub limiter: LoginLimiter,
     pub metrics: Metrics,
     pub timeout: Duration,
+    /// Materialised household documents kept between pushes.
+    pub docs: sync::DocCache,
 }
 
 impl AppState {
@@ -67,6 +69,7 @@ impl AppState {
             limiter: LoginLimiter::default(),
             metrics: Metrics::default(),
             timeout: Duration::from_secs(60),
+            docs: sync::DocCache::default(),
         }))
     }
 }
@@ -194,7 +197,7 @@ async fn blocking<T: Send + 'static>(
 }
 
 fn authenticate(st: &AppState, token: &str) -> Result<User, ServerError> {
-    st.db.tx(false, |t| auth::authenticate(t, token))
+    st.db.read(|t| auth::authenticate(t, token))
 }
 
 async fn health(State(st): State<Arc<AppState>>) -> Json<Health> {
@@ -211,11 +214,32 @@ async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
+/// The client's address: the peer's, or with `KUNJUNG_TRUST_PROXY=1` (behind a reverse
+/// proxy on loopback) the last `X-Forwarded-For` entry the proxy added.
+fn client_address(req: &Request) -> Option<std::net::IpAddr> {
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    if std::env::var("KUNJUNG_TRUST_PROXY").as_deref() == Ok("1") {
+        let fwd = req
+            .headers()
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .and_then(|v| v.trim().parse().ok());
+        return fwd.or(peer);
+    }
+    peer
+}
+
 async fn login(
     State(st): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Body,
+    req: Request,
 ) -> Result<Json<LoginResponse>, ServerError> {
+    let addr = client_address(&req);
+    let (parts, body) = req.into_parts();
+    let headers = parts.headers;
     check_version(&headers)?;
     let bytes = read_body(body, JSON_BODY_LIMIT).await?;
     let req: LoginRequest = serde_json::from_slice(&bytes)
@@ -225,7 +249,7 @@ async fn login(
             "device_id wajib diisi (device_id is required)".into(),
         ));
     }
-    st.limiter.check(&req.username)?;
+    st.limiter.check(&req.username, addr)?;
     blocking(&st, move |st| {
         match st.db.tx(false, |t| {
             auth::login(t, &req.username, &req.password, &req.device_id)
@@ -254,9 +278,9 @@ async fn login(
             }
             Err(e) => {
                 if matches!(e, ServerError::InvalidCredentials) {
-                    st.limiter.failed(&req.username);
+                    st.limiter.failed(&req.username, addr);
                     st.metrics.login_failures.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(user = %req.username, "login failed");
+                    tracing::warn!(user = %req.username, address = ?addr, "login failed");
                     let name: String = req.username.chars().take(64).collect();
                     crate::audit::record(
                         &st.db,
@@ -326,7 +350,7 @@ async fn sync_handler(
     let out = blocking(&st, move |st| {
         let user = authenticate(st, &token)?;
         let req: SyncRequest = kunjung_protocol::decode(&bytes)?;
-        let (resp, pushed, pulled) = sync::sync(&st.db, &user, &req)?;
+        let (resp, pushed, pulled) = sync::sync_cached(&st.db, &st.docs, &user, &req)?;
         crate::audit::record(&st.db, &crate::audit::sync_events(&user, &req, &resp));
         let m = &st.metrics;
         m.changes_pushed
@@ -345,7 +369,7 @@ async fn sync_handler(
             more = resp.more,
             "sync"
         );
-        Ok(kunjung_protocol::encode(&resp)?)
+        Ok(kunjung_protocol::encode_answer(&resp)?)
     })
     .await?;
     Ok((
@@ -372,7 +396,7 @@ async fn household(
         .ok_or_else(|| ServerError::BadRequest("id rumah tangga (household id)".into()))?;
     blocking(&st, move |st| {
         let u = authenticate(st, &token)?;
-        let view = st.db.tx(false, |t| sync::household_json(t, &u, id))?;
+        let view = st.db.read(|t| sync::household_json(t, &u, id))?;
         crate::audit::record(
             &st.db,
             &[crate::audit::Event::by(&u, "read", Some(id), "GET")],
@@ -397,7 +421,7 @@ async fn admin_users(
             &st.db,
             &[crate::audit::Event::by(&u, "list_users", None, "")],
         );
-        st.db.tx(false, auth::list_accounts).map(Json)
+        st.db.read(auth::list_accounts).map(Json)
     })
     .await
 }
@@ -451,7 +475,7 @@ async fn report_duplicates(
 }
 
 async fn metrics(State(st): State<Arc<AppState>>) -> Result<Response, ServerError> {
-    let (seq, households, users) = blocking(&st, |st| st.db.tx(false, sync::counts)).await?;
+    let (seq, households, users) = blocking(&st, |st| st.db.read(sync::counts)).await?;
     let mut out = String::new();
     out.push_str("# HELP kunjung_http_requests_total HTTP requests by method, route and status.\n# TYPE kunjung_http_requests_total counter\n");
     let reqs = st
@@ -525,7 +549,8 @@ pub async fn serve(state: Arc<AppState>, listen: &str) -> std::io::Result<()> {
     println!("listening on http://{addr}");
     use std::io::Write;
     std::io::stdout().flush()?;
-    axum::serve(listener, router(state))
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })

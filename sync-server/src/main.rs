@@ -50,6 +50,12 @@ enum Cmd {
     },
     /// Fold pending changes into the stored household snapshots.
     Compact,
+    /// Compact, then free the bytes of changes the snapshots hold that are older than
+    /// --older-than-days (hashes are kept; devices away longer get snapshots).
+    Prune {
+        #[arg(long, default_value_t = 90)]
+        older_than_days: u32,
+    },
     /// Suspected duplicate households (same No. KK, or a member with the same NIK or name +
     /// birth date), as JSON; the same rules as `kunjung duplicates` on a device.
     Duplicates {
@@ -206,6 +212,14 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Compact => {
             let n = admin::compact(&db)?;
             println!("{}", serde_json::json!({"compacted": n}));
+        }
+        Cmd::Prune { older_than_days } => {
+            let compacted = admin::compact(&db)?;
+            let (n, bytes) = admin::prune(&db, older_than_days)?;
+            println!(
+                "{}",
+                serde_json::json!({"compacted": compacted, "pruned_changes": n, "freed_bytes": bytes})
+            );
         }
         Cmd::Household(HouseholdCmd::Erase { id, reason, by }) => {
             let e = erase::erase(&db, id, &by, &reason)?;

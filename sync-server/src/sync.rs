@@ -45,27 +45,38 @@ struct HouseholdRow {
     created_seq: i64,
     last_seq: i64,
     move_seq: i64,
-    snapshot: Vec<u8>,
     snapshot_seq: i64,
     pending: i64,
 }
 
+/// A household's index row (without its snapshot, which only some paths need).
 fn household_row(t: &mut dyn Sql, id: Uuid) -> Result<Option<HouseholdRow>, ServerError> {
     let rows = t.query(
-        "SELECT area_code, posyandu_id, created_seq, last_seq, move_seq, snapshot, snapshot_seq, pending
+        "SELECT area_code, posyandu_id, created_seq, last_seq, move_seq, snapshot_seq, pending
          FROM households WHERE id = $1",
         &[id.to_string().into()],
     )?;
-    Ok(rows.into_iter().next().map(|mut r| HouseholdRow {
+    Ok(rows.into_iter().next().map(|r| HouseholdRow {
         area: r[0].text().unwrap_or_default().to_string(),
         posyandu: r[1].text().map(String::from),
         created_seq: r[2].int(),
         last_seq: r[3].int(),
         move_seq: r[4].int(),
-        snapshot: std::mem::replace(&mut r[5], Value::Null).into_blob(),
-        snapshot_seq: r[6].int(),
-        pending: r[7].int(),
+        snapshot_seq: r[5].int(),
+        pending: r[6].int(),
     }))
+}
+
+fn snapshot(t: &mut dyn Sql, id: Uuid) -> Result<Vec<u8>, ServerError> {
+    Ok(t.query(
+        "SELECT snapshot FROM households WHERE id = $1",
+        &[id.to_string().into()],
+    )?
+    .into_iter()
+    .next()
+    .and_then(|mut r| r.pop())
+    .map(Value::into_blob)
+    .unwrap_or_default())
 }
 
 /// The materialised document: stored snapshot plus the changes after it.
@@ -81,13 +92,65 @@ fn load_doc(t: &mut dyn Sql, id: Uuid, row: &HouseholdRow) -> Result<HouseholdDo
     } else {
         Vec::new()
     };
-    HouseholdDoc::load_with_changes(&row.snapshot, changes.iter().map(|c| c.as_slice()))
+    let snap = snapshot(t, id)?;
+    HouseholdDoc::load_with_changes(&snap, changes.iter().map(|c| c.as_slice()))
         .map_err(|e| ServerError::Internal(format!("household {id}: {e}")))
 }
 
-fn location(doc: &HouseholdDoc) -> Result<(String, Option<String>), kunjung_core::CoreError> {
-    let h = doc.read()?.household;
-    Ok((h.area_code.as_str().to_string(), h.posyandu_id))
+/// Materialised documents kept between pushes, each valid for the household's
+/// `last_seq` it was built at (any later write changes `last_seq`, so a stale entry is
+/// never used, also with several server processes on one PostgreSQL). Bounded by count
+/// (env `KUNJUNG_DOC_CACHE`, default 512; 0 turns it off).
+pub struct DocCache {
+    docs: std::sync::Mutex<std::collections::HashMap<Uuid, (i64, HouseholdDoc)>>,
+    max: usize,
+}
+
+impl Default for DocCache {
+    fn default() -> Self {
+        let max = std::env::var("KUNJUNG_DOC_CACHE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(512);
+        DocCache::new(max)
+    }
+}
+
+impl DocCache {
+    pub fn new(max: usize) -> DocCache {
+        DocCache {
+            docs: Default::default(),
+            max,
+        }
+    }
+
+    /// Takes the document out if it was built at `last_seq`.
+    fn take(&self, id: Uuid, last_seq: i64) -> Option<HouseholdDoc> {
+        let mut m = self.docs.lock().unwrap_or_else(|e| e.into_inner());
+        match m.remove(&id) {
+            Some((seq, d)) if seq == last_seq => Some(d),
+            _ => None,
+        }
+    }
+
+    fn has(&self, id: Uuid, last_seq: i64) -> bool {
+        let m = self.docs.lock().unwrap_or_else(|e| e.into_inner());
+        m.get(&id).is_some_and(|(seq, _)| *seq == last_seq)
+    }
+
+    fn put(&self, id: Uuid, last_seq: i64, doc: HouseholdDoc) {
+        if self.max == 0 {
+            return;
+        }
+        let mut m = self.docs.lock().unwrap_or_else(|e| e.into_inner());
+        if m.len() >= self.max && !m.contains_key(&id) {
+            // Evict an arbitrary entry (HashMap order is random enough for a cache).
+            if let Some(k) = m.keys().next().copied() {
+                m.remove(&k);
+            }
+        }
+        m.insert(id, (last_seq, doc));
+    }
 }
 
 /// Whether the household's location in its first change is inside `scope`.
@@ -118,6 +181,20 @@ pub fn push(
     user: &User,
     groups: &[HouseholdChanges],
 ) -> Result<PushOutcome, ServerError> {
+    let (out, _) = push_cached(t, user, groups, &DocCache::new(0))?;
+    Ok(out)
+}
+
+/// [`push`] with materialised documents taken from `cache`; returns the documents to put
+/// back into it once the transaction has committed (with their new `last_seq`).
+pub fn push_cached(
+    t: &mut dyn Sql,
+    user: &User,
+    groups: &[HouseholdChanges],
+    cache: &DocCache,
+) -> Result<(PushOutcome, Vec<Kept>), ServerError> {
+    let mut keep = Vec::new();
+    let mut compact_after = Vec::new();
     let scope = user.scope();
     let mut out = PushOutcome::default();
     let now = now_ms();
@@ -196,9 +273,11 @@ pub fn push(
         }
         let applied = match &row {
             Some(r) => {
-                let mut doc = load_doc(t, id, r)?;
-                let bytes: Vec<&[u8]> = new.iter().map(|c| c.raw_bytes()).collect();
-                doc.apply_changes(&bytes).map(|_| doc)
+                let mut doc = match cache.take(id, r.last_seq) {
+                    Some(d) => d,
+                    None => load_doc(t, id, r)?,
+                };
+                doc.apply_parsed_in_place(new.clone()).map(|_| doc)
             }
             None => {
                 let mut am = Automerge::new();
@@ -223,7 +302,7 @@ pub fn push(
                 continue;
             }
         };
-        let (area, posyandu) = match location(&doc) {
+        let (area, posyandu) = match doc.location() {
             Ok(l) => l,
             Err(e) => {
                 reject(&mut out, id, None, e.code(), e.to_string());
@@ -250,6 +329,7 @@ pub fn push(
         let (ready, waiting): (Vec<_>, Vec<_>) = new
             .into_iter()
             .partition(|c| am.get_change_by_hash(&c.hash()).is_some());
+        let cacheable = waiting.is_empty();
         for c in waiting {
             reject(
                 &mut out,
@@ -322,7 +402,12 @@ pub fn push(
                     )?;
                 }
                 let move_seq = if moved { last } else { r.move_seq };
-                if r.pending + n >= COMPACT_AFTER {
+                let due = r.pending + n >= COMPACT_AFTER;
+                if due && cache.max > 0 {
+                    // Folded after the commit, outside the write lock (see `sync_cached`).
+                    compact_after.push(id);
+                }
+                if due && cache.max == 0 {
                     t.exec(
                         "UPDATE households SET area_code = $2, posyandu_id = $3, last_seq = $4, move_seq = $5,
                          snapshot = $6, snapshot_seq = $4, pending = 0 WHERE id = $1",
@@ -351,8 +436,26 @@ pub fn push(
                 }
             }
         }
+        // A document holding queued changes (missing dependencies) is not the stored state.
+        if cacheable {
+            let compact = compact_after.contains(&id);
+            keep.push(Kept {
+                id,
+                last_seq: last,
+                doc,
+                compact,
+            });
+        }
     }
-    Ok(out)
+    Ok((out, keep))
+}
+
+/// A document as stored by a push: for the cache, and whether its snapshot is due.
+pub struct Kept {
+    pub id: Uuid,
+    pub last_seq: i64,
+    pub doc: HouseholdDoc,
+    pub compact: bool,
 }
 
 /// SQL condition (and its parameters) for "the household's current location is in scope".
@@ -440,6 +543,92 @@ fn location_at(
         }))
 }
 
+/// Change bytes of a household in (after, upto], optionally not those of one device.
+/// A pruned change comes back empty.
+fn changes_between(
+    t: &mut dyn Sql,
+    id: Uuid,
+    after: i64,
+    upto: i64,
+    not_device: Option<&str>,
+) -> Result<Vec<ByteBuf>, ServerError> {
+    let rows = match not_device {
+        Some(d) => t.query(
+            "SELECT bytes FROM changes WHERE household_id = $1 AND seq > $2 AND seq <= $3 AND device <> $4 ORDER BY seq",
+            &[id.to_string().into(), after.into(), upto.into(), d.into()],
+        )?,
+        None => t.query(
+            "SELECT bytes FROM changes WHERE household_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq",
+            &[id.to_string().into(), after.into(), upto.into()],
+        )?,
+    };
+    Ok(rows
+        .into_iter()
+        .map(|mut r| ByteBuf::from(std::mem::replace(&mut r[0], Value::Null).into_blob()))
+        .collect())
+}
+
+/// The household's whole state as of `target`, as a snapshot and the changes after it:
+/// exactly the state at `target` (later changes come with the next window), except when
+/// changes it would need were pruned — then the current state (a later change may then
+/// arrive twice, which Automerge applies once).
+fn state_at(
+    t: &mut dyn Sql,
+    id: Uuid,
+    row: &HouseholdRow,
+    target: i64,
+) -> Result<(Option<Vec<u8>>, Vec<ByteBuf>), ServerError> {
+    if row.last_seq <= target {
+        let snap = if row.pending > 0 {
+            load_doc(t, id, row)?.automerge().save_nocompress()
+        } else {
+            snapshot(t, id)?
+        };
+        return Ok((Some(snap), Vec::new()));
+    }
+    if row.snapshot_seq <= target {
+        let changes = changes_between(t, id, row.snapshot_seq, target, None)?;
+        return Ok((Some(snapshot(t, id)?), changes));
+    }
+    // Compacted past the window: the changes up to it, unless pruned.
+    let changes = changes_between(t, id, 0, target, None)?;
+    if changes.iter().any(|c| c.is_empty()) {
+        return Ok((
+            Some(load_doc(t, id, row)?.automerge().save_nocompress()),
+            Vec::new(),
+        ));
+    }
+    Ok((None, changes))
+}
+
+/// Adds a household's snapshot and changes to the answer; returns their bytes.
+fn add_state(
+    resp: &mut SyncResponse,
+    id: Uuid,
+    snap: Option<Vec<u8>>,
+    changes: Vec<ByteBuf>,
+    pulled: &mut usize,
+) -> usize {
+    let mut bytes = 0;
+    if let Some(snap) = snap {
+        bytes += snap.len();
+        *pulled += 1;
+        resp.snapshots.push(Snapshot {
+            household_id: id,
+            bytes: ByteBuf::from(snap),
+        });
+    }
+    if !changes.is_empty() {
+        bytes += changes.iter().map(|c| c.len()).sum::<usize>();
+        *pulled += changes.len();
+        resp.changes.push(HouseholdChanges {
+            household_id: id,
+            changes,
+        });
+    }
+    bytes
+}
+
 /// Answers one page of a pull.
 pub fn pull(
     t: &mut dyn Sql,
@@ -474,12 +663,14 @@ pub fn pull(
         .into_iter()
         .filter_map(|r| r[0].text().map(String::from))
         .collect();
-    let total_params = {
+    resp.total = if after.is_empty() && ids.len() <= page {
+        // The first page holds every candidate: no need to count them again.
+        ids.len() as u64
+    } else {
         let mut p = Vec::new();
         let c = candidates_sql(s, "", &scope, old, &mut p);
-        (format!("SELECT count(*) FROM ({c}) x"), p)
+        t.query(&format!("SELECT count(*) FROM ({c}) x"), &p)?[0][0].int() as u64
     };
-    resp.total = t.query(&total_params.0, &total_params.1)?[0][0].int() as u64;
 
     let mut bytes = 0usize;
     let mut done = 0usize;
@@ -507,21 +698,13 @@ pub fn pull(
                 if row.last_seq <= s {
                     continue;
                 }
-                let changes: Vec<ByteBuf> = t
-                    .query(
-                        "SELECT bytes FROM changes WHERE household_id = $1 AND seq > $2 AND seq <= $3 AND device <> $4 ORDER BY seq",
-                        &[id_text.as_str().into(), s.into(), target.into(), user.device.as_str().into()],
-                    )?
-                    .into_iter()
-                    .map(|mut r| ByteBuf::from(std::mem::replace(&mut r[0], Value::Null).into_blob()))
-                    .collect();
-                if !changes.is_empty() {
-                    bytes += changes.iter().map(|c| c.len()).sum::<usize>();
-                    pulled += changes.len();
-                    resp.changes.push(HouseholdChanges {
-                        household_id: id,
-                        changes,
-                    });
+                let changes = changes_between(t, id, s, target, Some(&user.device))?;
+                if changes.iter().any(|c| c.is_empty()) {
+                    // Pruned (this device was away long): send the whole state instead.
+                    let (snap, changes) = state_at(t, id, &row, target)?;
+                    bytes += add_state(resp, id, snap, changes, &mut pulled);
+                } else if !changes.is_empty() {
+                    bytes += add_state(resp, id, None, changes, &mut pulled);
                 }
             }
             (false, true) => {
@@ -536,45 +719,8 @@ pub fn pull(
                         continue;
                     }
                 }
-                // Exactly the state at T: later changes come with the next window.
-                let (snap, since) = if row.last_seq <= target {
-                    let snap = if row.pending > 0 {
-                        load_doc(t, id, &row)?.automerge().save_nocompress()
-                    } else {
-                        row.snapshot
-                    };
-                    (Some(snap), None)
-                } else if row.snapshot_seq <= target {
-                    (Some(row.snapshot), Some(row.snapshot_seq))
-                } else {
-                    (None, Some(0))
-                };
-                if let Some(snap) = snap {
-                    bytes += snap.len();
-                    pulled += 1;
-                    resp.snapshots.push(Snapshot {
-                        household_id: id,
-                        bytes: ByteBuf::from(snap),
-                    });
-                }
-                if let Some(since) = since {
-                    let changes: Vec<ByteBuf> = t
-                        .query(
-                            "SELECT bytes FROM changes WHERE household_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq",
-                            &[id_text.as_str().into(), since.into(), target.into()],
-                        )?
-                        .into_iter()
-                        .map(|mut r| ByteBuf::from(std::mem::replace(&mut r[0], Value::Null).into_blob()))
-                        .collect();
-                    if !changes.is_empty() {
-                        bytes += changes.iter().map(|c| c.len()).sum::<usize>();
-                        pulled += changes.len();
-                        resp.changes.push(HouseholdChanges {
-                            household_id: id,
-                            changes,
-                        });
-                    }
-                }
+                let (snap, changes) = state_at(t, id, &row, target)?;
+                bytes += add_state(resp, id, snap, changes, &mut pulled);
             }
             (true, false) => resp.drops.push(id),
             (false, false) => {
@@ -624,16 +770,73 @@ pub fn pull(
     Ok(pulled)
 }
 
+/// Materialises the pushed households' documents into `cache` (read-only work). An entry
+/// that a concurrent write makes stale is simply not used.
+fn prewarm(
+    t: &mut dyn Sql,
+    cache: &DocCache,
+    groups: &[HouseholdChanges],
+) -> Result<(), ServerError> {
+    for g in groups {
+        let id = g.household_id;
+        let Some(row) = household_row(t, id)? else {
+            continue;
+        };
+        if cache.has(id, row.last_seq) {
+            continue;
+        }
+        if let Ok(doc) = load_doc(t, id, &row) {
+            cache.put(id, row.last_seq, doc);
+        }
+    }
+    Ok(())
+}
+
 /// One sync request: push (serialized write), then one page of pull (read).
 pub fn sync(
     db: &crate::db::Db,
     user: &User,
     req: &SyncRequest,
 ) -> Result<(SyncResponse, PushOutcome, usize), ServerError> {
+    sync_cached(db, &DocCache::new(0), user, req)
+}
+
+/// [`sync`] keeping materialised documents in `cache` between requests.
+pub fn sync_cached(
+    db: &crate::db::Db,
+    cache: &DocCache,
+    user: &User,
+    req: &SyncRequest,
+) -> Result<(SyncResponse, PushOutcome, usize), ServerError> {
     let pushed = if req.changes.is_empty() {
         PushOutcome::default()
     } else {
-        db.tx(true, |t| push(t, user, &req.changes))?
+        if cache.max > 0 {
+            // Load the documents before taking the write lock, so pushes of different
+            // households load in parallel and the writer only applies and stores.
+            db.read(|t| prewarm(t, cache, &req.changes))?;
+        }
+        let (out, keep) = db.tx(true, |t| push_cached(t, user, &req.changes, cache))?;
+        for k in keep {
+            if k.compact {
+                // The new snapshot is made here, outside the lock; it is stored only if
+                // nothing was written to the household meanwhile.
+                let snap = k.doc.automerge().save_nocompress();
+                let r = db.tx(true, |t| -> Result<u64, crate::db::DbError> {
+                    t.exec(
+                        "UPDATE households SET snapshot = $2, snapshot_seq = $3, pending = 0
+                         WHERE id = $1 AND last_seq = $3",
+                        &[k.id.to_string().into(), snap.into(), k.last_seq.into()],
+                    )
+                });
+                // The push is committed either way; a later push tries again.
+                if let Err(e) = r {
+                    tracing::warn!(household = %k.id, error = %e, "compaction skipped");
+                }
+            }
+            cache.put(k.id, k.last_seq, k.doc);
+        }
+        out
     };
     let mut resp = SyncResponse {
         acked: pushed.acked.len() as u32,
@@ -641,9 +844,7 @@ pub fn sync(
         rejected: pushed.rejected.clone(),
         ..SyncResponse::default()
     };
-    let pulled = db.tx(false, |t| {
-        pull(t, user, req.cursor.as_ref(), req.page_size, &mut resp)
-    })?;
+    let pulled = db.read(|t| pull(t, user, req.cursor.as_ref(), req.page_size, &mut resp))?;
     Ok((resp, pushed, pulled))
 }
 

@@ -452,7 +452,8 @@ fn http_routes_match_openapi_and_errors_are_json() {
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open(&format!("sqlite:{}", dir.path().join("h.db").display())).unwrap();
     db.tx(true, |t| {
-        auth::add_user(t, "admin", Role::Admin, &[], &[], "kata-sandi-1")
+        auth::add_user(t, "admin", Role::Admin, &[], &[], "kata-sandi-1")?;
+        auth::add_user(t, "lain", Role::Admin, &[], &[], "kata-sandi-2")
     })
     .unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -461,7 +462,13 @@ fn http_routes_match_openapi_and_errors_are_json() {
         .unwrap();
     let addr = listener.local_addr().unwrap();
     let app = kunjung_sync_server::http::router(AppState::new(db).unwrap());
-    rt.spawn(async move { axum::serve(listener, app).await });
+    rt.spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+    });
     let base = format!("http://{addr}");
     let c = reqwest::blocking::Client::new();
 
@@ -630,6 +637,25 @@ fn http_routes_match_openapi_and_errors_are_json() {
         r.json::<kunjung_protocol::ErrorBody>().unwrap().code,
         "rate_limited"
     );
+    // ... and per client address, over every username tried from it.
+    for i in auth::LOGIN_FAILURES..auth::LOGIN_FAILURES_PER_ADDRESS {
+        let r = c
+            .post(format!("{base}/v1/login"))
+            .header(VERSION_HEADER, "1")
+            .json(&serde_json::json!({"username": format!("coba-{i}"), "password": "salah-salah", "device_id": "d1"}))
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 401, "attempt {i}");
+    }
+    let r = c
+        .post(format!("{base}/v1/login"))
+        .header(VERSION_HEADER, "1")
+        .json(
+            &serde_json::json!({"username": "lain", "password": "kata-sandi-2", "device_id": "d1"}),
+        )
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 429, "the address is locked out");
     // Metrics count what happened.
     let m = c
         .get(format!("{base}/metrics"))
@@ -637,6 +663,67 @@ fn http_routes_match_openapi_and_errors_are_json() {
         .unwrap()
         .text()
         .unwrap();
-    assert!(m.contains("kunjung_login_failures_total 5"), "{m}");
+    assert!(
+        m.contains(&format!(
+            "kunjung_login_failures_total {}",
+            auth::LOGIN_FAILURES_PER_ADDRESS
+        )),
+        "{m}"
+    );
     assert!(m.contains("route=\"/v1/sync\",status=\"426\""), "{m}");
+}
+
+/// Pruned change bytes: a device that was away gets the household as a snapshot and ends
+/// with every change; a new device's first sync is whole; a re-push is acknowledged once.
+#[test]
+fn pruned_changes_reach_late_devices_as_snapshots() {
+    for (name, db) in backends("prune") {
+        let k1 = user(&db, "k1", Role::Kader, &["PSY-A"], &[]);
+        let k2 = user(&db, "k2", Role::Kader, &["PSY-A"], &[]);
+        let (id, mut doc, first) = household(DESA_A, "PSY-A");
+        assert_eq!(push(&db, &k1, id, &[first.clone()]).stored, 1);
+        // k2 holds the household at this cursor, then goes away.
+        let mut c2 = None;
+        let (snaps, _, _) = received(&pull_all(&db, &k2, &mut c2, 100));
+        assert_eq!(snaps, BTreeSet::from([id]));
+        let later: Vec<Vec<u8>> = (0..5)
+            .map(|i| edit(&mut doc, "household/address", &format!("Jl. {i}")))
+            .collect();
+        assert_eq!(push(&db, &k1, id, &later).stored, 5);
+        admin::compact(&db).unwrap();
+        let (n, bytes) = admin::prune(&db, 0).unwrap();
+        assert_eq!(n, 6, "{name}: every change is in the snapshot");
+        assert!(bytes > 0);
+        assert_eq!(admin::prune(&db, 0).unwrap().0, 0, "{name}: pruned once");
+
+        // k2 comes back: a snapshot, not empty changes.
+        let pages = pull_all(&db, &k2, &mut c2, 100);
+        let mut am = automerge::Automerge::new();
+        for p in &pages {
+            for s in &p.snapshots {
+                am.load_incremental(&s.bytes).unwrap();
+            }
+            for g in &p.changes {
+                for c in &g.changes {
+                    assert!(!c.is_empty(), "{name}: an empty (pruned) change was sent");
+                    am.load_incremental(c).unwrap();
+                }
+            }
+        }
+        assert_eq!(am.get_heads(), doc.heads(), "{name}: k2 has every change");
+
+        // A new device: the whole household in its first sync.
+        let k3 = user(&db, "k3", Role::Kader, &["PSY-A"], &[]);
+        let mut c3 = None;
+        let pages = pull_all(&db, &k3, &mut c3, 100);
+        let snap = &pages[0].snapshots[0].bytes;
+        assert_eq!(HouseholdDoc::load(snap).unwrap().heads(), doc.heads());
+
+        // Re-pushing a pruned change: acknowledged, not stored again.
+        let again = push(&db, &k1, id, &[first.clone()]);
+        assert_eq!((again.acked.len(), again.stored), (1, 0), "{name}");
+        // And the household still loads on the server.
+        let v = db.read(|t| sync::household_json(t, &k1, id)).unwrap();
+        assert_eq!(v["household"]["address"], "Jl. 4", "{name}");
+    }
 }

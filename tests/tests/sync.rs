@@ -52,6 +52,26 @@ fn server_bin() -> &'static Path {
     })
 }
 
+/// The `kunjung` binary of this build (built once if missing).
+fn client_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let server = server_bin();
+        let bin = server.with_file_name("kunjung");
+        if !bin.exists() {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let status = Command::new(cargo)
+                .args(["build", "-p", "kunjung-client", "--bin", "kunjung"])
+                .arg("--target-dir")
+                .arg(server.parent().unwrap().parent().unwrap())
+                .status()
+                .unwrap();
+            assert!(status.success(), "building kunjung failed");
+        }
+        bin
+    })
+}
+
 /// A server process on a database, bound to port 0.
 struct Server {
     db: String,
@@ -71,8 +91,12 @@ impl Server {
     }
 
     fn restart(&mut self) {
+        self.restart_on("127.0.0.1:0");
+    }
+
+    fn restart_on(&mut self, listen: &str) {
         let mut child = Command::new(server_bin())
-            .args(["--db", &self.db, "serve", "--listen", "127.0.0.1:0"])
+            .args(["--db", &self.db, "serve", "--listen", listen])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -484,6 +508,28 @@ fn kader_never_sees_nor_writes_another_posyandu() {
         get(&format!("{}/v1/households/{hb}", server.url), Some(&tb)),
         200
     );
+
+    // `kunjung sync` on that store: the JSON summary still printed, the exit status non-zero.
+    let Device { store, _dir, .. } = b;
+    drop(store);
+    let out = Command::new(client_bin())
+        .arg("--data")
+        .arg(_dir.path())
+        .args(["sync", "--server", &server.url, "--user", "kader-b"])
+        .env("KUNJUNG_PASSWORD", PASSWORD)
+        .env_remove("KUNJUNG_PIN")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "an unverified sync exits non-zero");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["verified"], false);
+    assert!(summary["unsynced"].as_i64().unwrap() > 0);
+    assert!(
+        stderr.contains("kunjung: sinkronisasi belum terverifikasi")
+            && stderr.contains("(sync not verified"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -735,5 +781,37 @@ fn a_long_first_sync_leaves_the_store_to_the_app_between_steps() {
     assert!(
         a.ids().contains(&written),
         "the mid-sync household reached the server"
+    );
+}
+
+/// A network error is retried with backoff: the sync starts while the server is down and
+/// completes once it comes up on the same address.
+#[test]
+fn sync_retries_with_backoff_until_the_server_is_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(&sqlite_db(dir.path()));
+    server.add_user("kader1", "kader", &["PSY-A"]);
+    let mut a = Device::new("kader1");
+    let (_, m) = a.household(DESA_A, "PSY-A");
+    a.visit(m, "sebelum server hidup");
+    let addr = server.url.trim_start_matches("http://").to_string();
+    server.kill();
+    let mut o = a.options(&server);
+    o.tries = 8;
+    o.backoff = Duration::from_millis(100);
+    let handle = std::thread::spawn(move || {
+        let t = std::time::Instant::now();
+        let r = sync(&mut a.store, &o, &mut |_| {});
+        (r, t.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(400));
+    server.restart_on(&addr);
+    let (r, took) = handle.join().unwrap();
+    let s = r.expect("the sync succeeds once the server is up");
+    assert!(s.verified);
+    assert!(s.round_trips >= 2, "it retried: {} requests", s.round_trips);
+    assert!(
+        took >= Duration::from_millis(300),
+        "it waited between tries"
     );
 }

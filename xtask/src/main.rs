@@ -10,6 +10,8 @@
 //! - `appbench [--quick] [--no-build] [--runs N]` — the app's cold start and binary size.
 //! - `soak [--cases N] [--seed S]`, `fuzz [--secs N] [--target T]` — the long reliability
 //!   runs (issue 8, `docs/RELIABILITY.md`).
+//! - `load [first-sync]` — many devices syncing against a real server (SQLite, PostgreSQL);
+//!   `first-sync`: a new device's first sync of a 2,000-household village.
 
 mod appbench;
 mod arch;
@@ -18,6 +20,7 @@ mod bench_report;
 mod demo;
 mod e2e;
 mod fhir;
+mod load;
 mod pg;
 mod reliability;
 mod sh;
@@ -39,8 +42,9 @@ fn main() -> Result<()> {
         Some("soak") => reliability::soak(&args[1..]),
         Some("fuzz") => reliability::fuzz(&args[1..]),
         Some("schemathesis") => reliability::schemathesis(25),
+        Some("load") => load::run(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask test [--no-lint] [--no-e2e] | demo | bench [--quick] | bench-check | bench-report [--households N] | e2e [--no-build] | appbench [--quick] [--no-build] [--runs N] | soak [--cases N] | fuzz [--secs N] | schemathesis");
+            eprintln!("usage: cargo xtask test [--no-lint] [--no-e2e] | demo | bench [--quick] | bench-check | bench-report [--households N] | e2e [--no-build] | appbench [--quick] [--no-build] [--runs N] | soak [--cases N] | fuzz [--secs N] | schemathesis | load [first-sync]");
             bail!("unknown command")
         }
     }

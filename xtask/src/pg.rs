@@ -119,6 +119,17 @@ impl Postgres {
         Ok(())
     }
 
+    /// The postmaster's process id (its backends are its children).
+    pub fn postmaster_pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.dir.join("data/postmaster.pid"))
+            .ok()?
+            .lines()
+            .next()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
     pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/kunjung_test", self.port)
     }

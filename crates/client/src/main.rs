@@ -735,8 +735,22 @@ fn run(cli: Cli) -> Res {
                 .filter(|p| !p.is_empty());
             let mut o = kunjung_client::sync::SyncOptions::new(&server, &user, password);
             o.page_size = page_size;
-            let r = kunjung_client::sync::sync(&mut s, &o, &mut |p| eprintln!("{}", p.line()));
-            Ok(to_json(&r.map_err(|e| Failure(e.to_string()))?))
+            let r = kunjung_client::sync::sync(&mut s, &o, &mut |p| eprintln!("{}", p.line()))
+                .map_err(|e| Failure(e.to_string()))?;
+            if r.verified {
+                return Ok(to_json(&r));
+            }
+            // The summary still goes to stdout; the exit status says it is not verified.
+            println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+            let why = r
+                .rejected
+                .first()
+                .map(|x| format!("; {}: {}", x.code, x.message))
+                .unwrap_or_default();
+            Err(Failure(format!(
+                "sinkronisasi belum terverifikasi: {n} perubahan belum diterima server{why} (sync not verified: {n} changes not acknowledged by the server)",
+                n = r.unsynced
+            )))
         }
         Cmd::Store(c) => {
             let mut s = open(&data)?;

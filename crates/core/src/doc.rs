@@ -616,6 +616,16 @@ impl HouseholdDoc {
         })
     }
 
+    /// Where the household is: (area code, posyandu id), read without the rest of it.
+    pub fn location(&self) -> Result<(String, Option<String>)> {
+        let hh = self.root_map("household")?;
+        let f = fields(&self.doc, &hh);
+        Ok((
+            f.get("area_code").str().unwrap_or_default(),
+            f.get("posyandu_id").str(),
+        ))
+    }
+
     fn member_obj(&self, id: Uuid) -> Result<ObjId> {
         let members = self.root_map("members")?;
         self.child_map(&members, &id.to_string())?
@@ -1077,6 +1087,32 @@ impl HouseholdDoc {
         fork.apply_changes(parsed)
             .map_err(|e| CoreError::CorruptDocument(e.to_string()))?;
         self.accept(fork, &before)
+    }
+
+    /// Like [`HouseholdDoc::apply_changes`] but without a working copy: the changes go
+    /// straight into this document, which is cheaper for a large one. On an error the
+    /// document may hold part of them and must be thrown away (the sync server loads a
+    /// fresh copy for every push, so it can).
+    pub fn apply_parsed_in_place(&mut self, changes: Vec<Change>) -> Result<()> {
+        let my_id = self.id()?;
+        self.doc
+            .apply_changes(changes)
+            .map_err(|e| CoreError::CorruptDocument(e.to_string()))?;
+        for key in ["household", "members", "visits", "referrals", "reviews"] {
+            if self.doc.get_all(ROOT, key)?.len() > 1 {
+                return Err(CoreError::Invalid(
+                    "perubahan berasal dari rumah tangga lain (changes belong to another household)"
+                        .into(),
+                ));
+            }
+        }
+        let their_id = self.id()?;
+        if my_id != their_id {
+            return Err(CoreError::Invalid(format!(
+                "perubahan untuk rumah tangga lain ({their_id}) (changes belong to another household)"
+            )));
+        }
+        Ok(())
     }
 
     /// Takes a merged copy if it is still this household, intact.

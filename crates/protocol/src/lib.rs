@@ -320,6 +320,29 @@ pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, ProtocolError> {
     zstd::bulk::compress(&cbor, level).map_err(|e| ProtocolError::Encode(e.to_string()))
 }
 
+/// Encodes a server answer: zstd 19 only for small bodies (an acknowledgement, a quiet
+/// pull), a fast level for medium ones (an end-of-day pull of other devices' visits,
+/// where level 19 would cost the server ~10 ms of CPU per answer) and level 9 for large
+/// first-sync pages, where bytes on the wire matter most.
+pub fn encode_answer<T: Serialize>(msg: &T) -> Result<Vec<u8>, ProtocolError> {
+    let mut cbor = Vec::new();
+    ciborium::into_writer(msg, &mut cbor).map_err(|e| ProtocolError::Encode(e.to_string()))?;
+    let level = match cbor.len() {
+        0..=4096 => 19,
+        4097..=262_144 => 3,
+        _ => 9,
+    };
+    zstd::bulk::compress(&cbor, level).map_err(|e| ProtocolError::Encode(e.to_string()))
+}
+
+/// Encodes a message as zstd-compressed CBOR at a given zstd level (any level decodes
+/// the same; the load generator uses a fast one to keep its CPU off the server's).
+pub fn encode_level<T: Serialize>(msg: &T, level: i32) -> Result<Vec<u8>, ProtocolError> {
+    let mut cbor = Vec::new();
+    ciborium::into_writer(msg, &mut cbor).map_err(|e| ProtocolError::Encode(e.to_string()))?;
+    zstd::bulk::compress(&cbor, level).map_err(|e| ProtocolError::Encode(e.to_string()))
+}
+
 /// Decodes a zstd-compressed CBOR message, refusing to inflate past [`MAX_DECODED_BYTES`].
 pub fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ProtocolError> {
     let dec =
