@@ -162,7 +162,7 @@ fn created_in_scope(doc: &HouseholdDoc, scope: &Scope) -> bool {
     am.fork_at(&[first])
         .ok()
         .and_then(|f| HouseholdDoc::from_automerge(f).ok())
-        .and_then(|d| location(&d).ok())
+        .and_then(|d| d.location().ok())
         .is_some_and(|(a, p)| scope.contains(&a, p.as_deref()))
 }
 

@@ -681,7 +681,7 @@ fn pruned_changes_reach_late_devices_as_snapshots() {
         let k1 = user(&db, "k1", Role::Kader, &["PSY-A"], &[]);
         let k2 = user(&db, "k2", Role::Kader, &["PSY-A"], &[]);
         let (id, mut doc, first) = household(DESA_A, "PSY-A");
-        assert_eq!(push(&db, &k1, id, &[first.clone()]).stored, 1);
+        assert_eq!(push(&db, &k1, id, std::slice::from_ref(&first)).stored, 1);
         // k2 holds the household at this cursor, then goes away.
         let mut c2 = None;
         let (snaps, _, _) = received(&pull_all(&db, &k2, &mut c2, 100));
@@ -720,7 +720,7 @@ fn pruned_changes_reach_late_devices_as_snapshots() {
         assert_eq!(HouseholdDoc::load(snap).unwrap().heads(), doc.heads());
 
         // Re-pushing a pruned change: acknowledged, not stored again.
-        let again = push(&db, &k1, id, &[first.clone()]);
+        let again = push(&db, &k1, id, std::slice::from_ref(&first));
         assert_eq!((again.acked.len(), again.stored), (1, 0), "{name}");
         // And the household still loads on the server.
         let v = db.read(|t| sync::household_json(t, &k1, id)).unwrap();
