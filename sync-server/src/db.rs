@@ -500,6 +500,10 @@ impl Db {
         f: impl FnOnce(&mut dyn Sql) -> Result<T, E>,
     ) -> Result<T, E> {
         match self {
+            // An in-memory database exists only on the writer's connection.
+            Db::Sqlite { path, .. } if path.is_empty() || path.contains(":memory:") => {
+                self.tx(false, f)
+            }
             Db::Sqlite { path, readers, .. } => {
                 let mut c = match readers.take() {
                     Some(c) => c,

@@ -220,14 +220,19 @@ fn client_sigkill_mid_sync() {
     };
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let mut killed = 0;
-    for round in 0..16 {
+    // Syncs got fast (a fully synced device finishes in well under 100 ms), so the kill
+    // comes early and the rounds go on until enough of them landed mid-sync.
+    for round in 0..48 {
+        if killed >= 10 {
+            break;
+        }
         let (data, user) = if round % 2 == 0 {
             (&a_dir, "kader1")
         } else {
             (&b_dir, "kader2")
         };
         let mut child = run(data, user);
-        std::thread::sleep(Duration::from_millis(rng.gen_range(5..250)));
+        std::thread::sleep(Duration::from_millis(rng.gen_range(5..120)));
         if child.try_wait().unwrap().is_none() {
             killed += 1;
         }
@@ -250,7 +255,7 @@ fn client_sigkill_mid_sync() {
             .unwrap();
         }
     }
-    assert!(killed >= 8, "most runs were killed mid-sync ({killed})");
+    assert!(killed >= 8, "enough runs were killed mid-sync ({killed})");
     for _ in 0..2 {
         for (data, user) in [(&a_dir, "kader1"), (&b_dir, "kader2")] {
             let out = run(data, user).wait_with_output().unwrap();
