@@ -2,7 +2,7 @@
 export const en: Record<string, string> = {
   "app.tagline": "ILP home visits that keep working with no signal",
   "nav.label": "Main menu",
-  "nav.households": "Households",
+  "nav.households": "Homes",
   "nav.referrals": "Referrals",
   "nav.review": "Review",
   "nav.tasks": "Tasks",
