@@ -44,7 +44,7 @@ fn ensure_schemathesis() -> Result<()> {
     let venv = sh::root().join("target/schemathesis");
     sh::run(
         "python3",
-        &["-m", "venv", venv.to_str().unwrap_or_default()],
+        &["-m", "venv", "--clear", venv.to_str().unwrap_or_default()],
         &[],
     )?;
     sh::run(
