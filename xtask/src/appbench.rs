@@ -147,7 +147,7 @@ fn build(root: &Path) -> Result<()> {
 /// The figures (building the release app unless `no_build`).
 pub fn measure(households: usize, runs: usize, no_build: bool) -> Result<Vec<AppRow>> {
     let root = sh::root();
-    sh::apt_install(e2e::PACKAGES)?;
+    sh::apt_install(&e2e::packages())?;
     e2e::ensure_locale();
     let driver = e2e::tauri_driver()?;
     if !no_build {

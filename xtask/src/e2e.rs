@@ -48,6 +48,16 @@ pub(crate) fn target_dir(root: &Path) -> PathBuf {
         .unwrap_or_else(|| root.join("target"))
 }
 
+/// [`PACKAGES`] less Node and npm when an npm is already on the PATH: they may come from
+/// elsewhere (nvm, the machine image), and Debian's npm then conflicts with that Node.
+pub fn packages() -> Vec<&'static str> {
+    PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| !(matches!(*p, "nodejs" | "npm") && has("npm")))
+        .collect()
+}
+
 fn has(cmd: &str) -> bool {
     Command::new(cmd)
         .arg("--version")
@@ -235,13 +245,7 @@ pub fn run_with(args: &[String], from_test: bool) -> Result<()> {
     let ui = root.join("ui");
     let ui_s = ui.to_string_lossy().to_string();
     let started = Instant::now();
-    // Node and npm may come from elsewhere (nvm, the machine image): only install when absent.
-    let pkgs: Vec<&str> = PACKAGES
-        .iter()
-        .copied()
-        .filter(|p| !(matches!(*p, "nodejs" | "npm") && has("npm")))
-        .collect();
-    sh::apt_install(&pkgs)?;
+    sh::apt_install(&packages())?;
     ensure_locale();
     let driver = tauri_driver()?;
     let target = target_dir(&root);
