@@ -16,7 +16,9 @@ export function setLang(l: Lang) {
 
 /** Translates `key`, replacing `{name}` with params. */
 export function t(key: string, params: Record<string, string | number> = {}): string {
-  const s = dicts[i18n.lang][key] ?? dicts.id[key] ?? key;
+  // English singulars ("1 referral") live under `key.one`; Indonesian needs none.
+  const one = params.n !== undefined && Number(params.n) === 1 ? dicts[i18n.lang][`${key}.one`] : undefined;
+  const s = one ?? dicts[i18n.lang][key] ?? dicts.id[key] ?? key;
   return s.replace(/\{(\w+)\}/g, (_, k) => String(params[k] ?? `{${k}}`));
 }
 

@@ -1,5 +1,8 @@
-// English. Keys are shared with id.ts (Bahasa Indonesia comes first).
-export const en: Record<string, string> = {
+// English. Keys are shared with id.ts (Bahasa Indonesia comes first): the type makes a key
+// missing here a type error. English singulars ("1 referral") are extra `key.one` entries.
+import type { id } from "./id";
+
+export const en: { [K in keyof typeof id]: string } & Record<string, string> = {
   "app.tagline": "ILP home visits that keep working with no signal",
   "nav.label": "Main menu",
   "nav.households": "Homes",
@@ -34,6 +37,7 @@ export const en: Record<string, string> = {
   "sync.syncing": "Syncing…",
   "sync.verified": "All data verified on the server at {time}",
   "sync.pending": "{n} changes waiting to sync",
+  "sync.pending.one": "1 change waiting to sync",
   "sync.offline": "Offline",
   "sync.offline_pending": "Offline · {n} waiting to sync",
   "sync.no_server": "No sync server set",
@@ -45,12 +49,17 @@ export const en: Record<string, string> = {
   "households.filters": "Filter",
   "households.all_stages": "All life stages",
   "households.count": "{n} households",
+  "households.count.one": "1 household",
   "households.hits": "{n} results",
+  "households.hits.one": "1 result",
   "households.empty": "No households yet. Add the first one.",
   "households.no_name": "(no name)",
   "households.referrals": "{n} referrals",
+  "households.referrals.one": "1 referral",
   "households.conflicts": "{n} conflicts",
+  "households.conflicts.one": "1 conflict",
   "households.members": "{n} members",
+  "households.members.one": "1 member",
   "households.last_visit": "Last visit",
   "household.edit": "Edit household",
   "household.add_member": "Member",
@@ -61,6 +70,7 @@ export const en: Record<string, string> = {
   "household.timeline": "Visit history",
   "household.no_visits": "No visits yet.",
   "household.conflicts": "{n} values differ between devices and wait for the midwife.",
+  "household.conflicts.one": "1 value differs between devices and waits for the midwife.",
   "household.resolve": "Resolve",
   "household.has_conflict": "conflict",
   "household.area_help": "Kemendagri village code: PP.KK.CC.DDDD",
@@ -144,6 +154,7 @@ export const en: Record<string, string> = {
   "visit.saved": "Visit saved.",
   "visit.saved_referred": "Visit saved. A referral to the midwife was created.",
   "visit.danger_count": "{n} danger signs",
+  "visit.danger_count.one": "1 danger sign",
   "visit.date_required": "Enter the visit date.",
   "visit.date_future": "The visit date cannot be in the future.",
   "visit.weight_invalid": "The weight is not plausible.",
@@ -266,7 +277,9 @@ export const en: Record<string, string> = {
   "export.busy": "Exporting…",
   "export.done": "Saved to:",
   "export.rows": "{n} rows",
+  "export.rows.one": "1 row",
   "export.entries": "{n} FHIR entries",
+  "export.entries.one": "1 FHIR entry",
   "history.title": "Change history",
   "history.link": "Change history",
   "history.field": "Field",

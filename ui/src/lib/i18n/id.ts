@@ -1,5 +1,5 @@
 // Bahasa Indonesia (the app's first language). Keys are shared with en.ts.
-export const id: Record<string, string> = {
+export const id = {
   "app.tagline": "Kunjungan rumah ILP, tetap bekerja tanpa sinyal",
   "nav.label": "Menu utama",
   "nav.households": "Rumah tangga",
@@ -294,4 +294,4 @@ export const id: Record<string, string> = {
   "growth.suggest_help": "Menurut hasil penimbangan. Bicarakan dengan bidan; tanda bahaya tetap dirujuk langsung.",
   "visit.saved_suggest": "Saran rujuk: {reason}",
   "settings.open": "Pengaturan",
-};
+} satisfies Record<string, string>;
