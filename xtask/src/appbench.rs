@@ -10,41 +10,17 @@
 //!   other work on a shared machine).
 //! - **release binary size**: `kunjung-app` as built and stripped, and the UI bundle.
 //!
-//! The integrator can call it from `bench`: `rows.extend(appbench::rows(quick)?)` gives the
-//! same figures as [`AppRow`]s (serialised like bench's `Row`).
+//! `cargo xtask bench` runs the same measurement ([`rows`]) and adds its rows to its table.
 
 use std::path::Path;
-use std::time::Instant;
 
 use anyhow::{Context, Result};
 use chrono::NaiveDate;
-use kunjung_client::seed::{generate_parallel, SeedOptions};
-use kunjung_store::Store;
-use serde::{Deserialize, Serialize};
+use kunjung_client::seed::SeedOptions;
+use serde::Deserialize;
 
+use crate::bench::{self, pct, row, Row};
 use crate::{e2e, sh};
-
-/// One figure, serialised like `bench::Row`.
-#[derive(Debug, Clone, Serialize)]
-pub struct AppRow {
-    pub workload: String,
-    pub metric: String,
-    pub unit: String,
-    pub kunjung: f64,
-    pub peer: Option<f64>,
-    pub ratio: Option<f64>,
-}
-
-fn row(workload: &str, metric: &str, unit: &str, v: f64) -> AppRow {
-    AppRow {
-        workload: workload.into(),
-        metric: metric.into(),
-        unit: unit.into(),
-        kunjung: v,
-        peer: None,
-        ratio: None,
-    }
-}
 
 const PIN: &str = "246810";
 const TODAY: &str = "2026-11-01";
@@ -63,45 +39,21 @@ struct Run {
 /// An encrypted store with `households` seeded households (~50 visits each, synced and
 /// compacted, as after a first sync), reused while its marker exists.
 fn seeded_store(dir: &Path, households: usize) -> Result<()> {
-    let marker = dir.join(format!("{SEED_VERSION}-{households}.ok"));
-    if marker.exists() {
-        return Ok(());
-    }
-    if dir.exists() {
-        std::fs::remove_dir_all(dir)?;
-    }
-    let t = Instant::now();
-    let mut s = Store::init(dir, Some(PIN), "appbench")?;
     let today: NaiveDate = TODAY.parse()?;
-    let mut done = 0;
-    while done < households {
-        let n = (households - done).min(2000);
-        let docs = generate_parallel(&SeedOptions {
+    bench::seed_store(
+        dir,
+        SEED_VERSION,
+        households,
+        Some(PIN),
+        "appbench",
+        |first, n| SeedOptions {
             households: n,
             seed: 42,
             today,
             visits_per_household: 50,
-            first: done,
-        })?;
-        s.insert_documents(&docs, true)?;
-        done += n;
-        eprintln!(
-            "appbench: seeded {done}/{households} households ({:.0} s)",
-            t.elapsed().as_secs_f64()
-        );
-    }
-    s.connection()
-        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE); VACUUM;")?;
-    std::fs::write(&marker, b"")?;
-    Ok(())
-}
-
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted
-        .get(i.min(sorted.len().saturating_sub(1)))
-        .copied()
-        .unwrap_or(f64::NAN)
+            first,
+        },
+    )
 }
 
 fn dir_bytes(dir: &Path) -> u64 {
@@ -145,7 +97,7 @@ fn build(root: &Path) -> Result<()> {
 }
 
 /// The figures (building the release app unless `no_build`).
-pub fn measure(households: usize, runs: usize, no_build: bool) -> Result<Vec<AppRow>> {
+pub fn measure(households: usize, runs: usize, no_build: bool) -> Result<Vec<Row>> {
     let root = sh::root();
     sh::apt_install(&e2e::packages())?;
     e2e::ensure_locale();
@@ -245,10 +197,9 @@ pub fn measure(households: usize, runs: usize, no_build: bool) -> Result<Vec<App
     Ok(rows)
 }
 
-/// For `cargo xtask bench`: the figures with the last release build (no build here).
-#[allow(dead_code)] // until bench (another engineer's file) calls it
-pub fn rows(quick: bool) -> Result<Vec<AppRow>> {
-    measure(if quick { 2_000 } else { 20_000 }, 3, true)
+/// For `cargo xtask bench`: the figures, building the release app if needed.
+pub fn rows(quick: bool) -> Result<Vec<Row>> {
+    measure(if quick { 2_000 } else { 20_000 }, 3, false)
 }
 
 pub fn run(args: &[String]) -> Result<()> {

@@ -33,7 +33,8 @@ pub struct Row {
     pub ratio: Option<f64>,
 }
 
-fn row(workload: &str, metric: &str, unit: &str, v: f64) -> Row {
+/// A figure with no peer counterpart.
+pub fn row(workload: &str, metric: &str, unit: &str, v: f64) -> Row {
     Row {
         workload: workload.into(),
         metric: metric.into(),
@@ -44,7 +45,8 @@ fn row(workload: &str, metric: &str, unit: &str, v: f64) -> Row {
     }
 }
 
-fn pct(sorted: &[f64], p: f64) -> f64 {
+/// The `p` quantile (0..=1) of sorted figures (NaN when empty).
+pub fn pct(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
@@ -84,7 +86,21 @@ fn local_seed(first: usize, households: usize) -> SeedOptions {
 /// Builds (or reuses) the benchmark store: households with ~20 visits each, all synced
 /// and compacted, as on a device after its first sync.
 fn seeded_store(dir: &Path, households: usize) -> Result<()> {
-    let marker = dir.join(format!("{SEED_VERSION}-{households}.ok"));
+    seed_store(dir, SEED_VERSION, households, None, "bench", local_seed)
+}
+
+/// Builds (or reuses, by the `tag` marker file) a store of `households` generated in
+/// chunks of 2,000 by `opts(first, n)`, optionally PIN-encrypted, then checkpointed and
+/// vacuumed as on a device after its first sync.
+pub fn seed_store(
+    dir: &Path,
+    tag: &str,
+    households: usize,
+    pin: Option<&str>,
+    label: &str,
+    opts: impl Fn(usize, usize) -> SeedOptions,
+) -> Result<()> {
+    let marker = dir.join(format!("{tag}-{households}.ok"));
     if marker.exists() {
         return Ok(());
     }
@@ -92,16 +108,15 @@ fn seeded_store(dir: &Path, households: usize) -> Result<()> {
         std::fs::remove_dir_all(dir)?;
     }
     let t = Instant::now();
-    let mut s = Store::init(dir, None, "bench")?;
-    let chunk = 2000;
+    let mut s = Store::init(dir, pin, label)?;
     let mut done = 0;
     while done < households {
-        let n = (households - done).min(chunk);
-        let docs = generate_parallel(&local_seed(done, n))?;
+        let n = (households - done).min(2000);
+        let docs = generate_parallel(&opts(done, n))?;
         s.insert_documents(&docs, true)?;
         done += n;
         eprintln!(
-            "bench: seeded {done}/{households} households ({:.0} s)",
+            "{label}: seeded {done}/{households} households ({:.0} s)",
             t.elapsed().as_secs_f64()
         );
     }
@@ -254,12 +269,19 @@ pub fn run(args: &[String]) -> Result<()> {
         ratio: None,
     });
     rows.extend(encrypted_open(&store_dir, &out_dir)?);
+    // Issue 5's figures: the real app's cold start and its binary size. A failure there
+    // (no display libraries, say) still leaves the rest of the table written, then fails.
+    let app = crate::appbench::rows(quick);
+    if let Ok(r) = &app {
+        rows.extend(r.iter().cloned());
+    }
     print_table(&rows);
     let path = out_dir.join("results.json");
     std::fs::write(&path, serde_json::to_vec_pretty(&rows)?)?;
     eprintln!("bench: wrote {}", path.display());
     write_doc(&root, &rows, quick, started.elapsed().as_secs_f64())?;
-    Ok(())
+    app.map(|_| ())
+        .context("the app's figures (cargo xtask appbench)")
 }
 
 fn target_dir(root: &Path) -> std::path::PathBuf {

@@ -19,7 +19,7 @@ use kunjung_protocol::{ByteBuf, HouseholdChanges, Role};
 use kunjung_sync_server::auth::{self, User};
 use kunjung_sync_server::{report, sync, Db};
 
-use crate::bench::{print_table, Row};
+use crate::bench::{print_table, row};
 
 const TODAY: &str = "2026-11-24";
 const MONTH: &str = "2026-10";
@@ -28,17 +28,6 @@ fn arg(args: &[String], name: &str) -> Option<String> {
     args.iter()
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1).cloned())
-}
-
-fn row(workload: &str, metric: &str, unit: &str, v: f64) -> Row {
-    Row {
-        workload: workload.into(),
-        metric: metric.into(),
-        unit: unit.into(),
-        kunjung: v,
-        peer: None,
-        ratio: None,
-    }
 }
 
 fn secs(t: Instant) -> f64 {
