@@ -5,317 +5,19 @@
 //! when `KUNJUNG_TEST_POSTGRES` is set (required with `KUNJUNG_REQUIRE_POSTGRES=1`).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use std::process::Command;
 use std::time::Duration;
 
-use kunjung_client::sync::{sync, SyncError, SyncOptions, SyncSummary};
+use kunjung_client::sync::{sync, SyncError, SyncOptions};
 use kunjung_core::checklist::AnswerValue;
-use kunjung_core::{FieldEdit, NewHousehold, NewMember, NewVisit, Sex};
+use kunjung_core::{FieldEdit, NewHousehold};
 use kunjung_protocol::{ByteBuf, HouseholdChanges, SyncRequest, SyncResponse, VERSION_HEADER};
-use kunjung_store::Store;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use uuid::Uuid;
 
-const DESA_A: &str = "32.14.01.2001";
-const DESA_A2: &str = "32.14.01.2002";
-const DESA_B: &str = "32.15.01.2001";
-const PASSWORD: &str = "kata-sandi-uji";
-
-/// The `kunjung-server` binary of this build (built once if missing).
-fn server_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let exe = std::env::current_exe().unwrap();
-        let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-        let bin = profile_dir.join("kunjung-server");
-        if !bin.exists() {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let status = Command::new(cargo)
-                .args([
-                    "build",
-                    "-p",
-                    "kunjung-sync-server",
-                    "--bin",
-                    "kunjung-server",
-                ])
-                .arg("--target-dir")
-                .arg(profile_dir.parent().unwrap())
-                .status()
-                .unwrap();
-            assert!(status.success(), "building kunjung-server failed");
-        }
-        bin
-    })
-}
-
-/// The `kunjung` binary of this build (built once if missing).
-fn client_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let server = server_bin();
-        let bin = server.with_file_name("kunjung");
-        if !bin.exists() {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let status = Command::new(cargo)
-                .args(["build", "-p", "kunjung-client", "--bin", "kunjung"])
-                .arg("--target-dir")
-                .arg(server.parent().unwrap().parent().unwrap())
-                .status()
-                .unwrap();
-            assert!(status.success(), "building kunjung failed");
-        }
-        bin
-    })
-}
-
-/// A server process on a database, bound to port 0.
-struct Server {
-    db: String,
-    child: Option<Child>,
-    url: String,
-}
-
-impl Server {
-    fn start(db: &str) -> Server {
-        let mut s = Server {
-            db: db.to_string(),
-            child: None,
-            url: String::new(),
-        };
-        s.restart();
-        s
-    }
-
-    fn restart(&mut self) {
-        self.restart_on("127.0.0.1:0");
-    }
-
-    fn restart_on(&mut self, listen: &str) {
-        let mut child = Command::new(server_bin())
-            .args(["--db", &self.db, "serve", "--listen", listen])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected server output: {line:?}"));
-        self.url = addr.to_string();
-        self.child = Some(child);
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn admin(&self, args: &[&str]) {
-        let out = Command::new(server_bin())
-            .args(["--db", &self.db])
-            .args(args)
-            .env("KUNJUNG_PASSWORD", PASSWORD)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn add_user(&self, name: &str, role: &str, scope: &[&str]) {
-        let mut args = vec!["user", "add", "--username", name, "--role", role];
-        for s in scope {
-            args.push(if role == "kader" {
-                "--posyandu"
-            } else {
-                "--area"
-            });
-            args.push(s);
-        }
-        self.admin(&args);
-    }
-
-    fn metric(&self, name: &str) -> i64 {
-        let text = reqwest::blocking::get(format!("{}/metrics", self.url))
-            .unwrap()
-            .text()
-            .unwrap();
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name} ")))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn sqlite_db(dir: &Path) -> String {
-    format!("sqlite:{}", dir.join("server.db").display())
-}
-
-/// The PostgreSQL database for a test, in its own schema, if configured.
-fn postgres_db(test: &str) -> Option<String> {
-    match std::env::var("KUNJUNG_TEST_POSTGRES") {
-        Ok(url) if !url.is_empty() => {
-            let sep = if url.contains('?') { '&' } else { '?' };
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .subsec_nanos();
-            Some(format!(
-                "{url}{sep}schema=m_{test}_{}_{nanos}",
-                std::process::id()
-            ))
-        }
-        _ => {
-            assert!(
-                std::env::var("KUNJUNG_REQUIRE_POSTGRES").as_deref() != Ok("1"),
-                "KUNJUNG_REQUIRE_POSTGRES=1 but KUNJUNG_TEST_POSTGRES is not set"
-            );
-            eprintln!("notice: KUNJUNG_TEST_POSTGRES not set; {test} skips PostgreSQL");
-            None
-        }
-    }
-}
-
-struct Device {
-    store: Store,
-    user: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Device {
-    fn new(user: &str) -> Device {
-        let dir = tempfile::tempdir().unwrap();
-        Device {
-            store: Store::init(dir.path(), None, user).unwrap(),
-            user: user.to_string(),
-            _dir: dir,
-        }
-    }
-
-    fn options(&self, server: &Server) -> SyncOptions {
-        let mut o = SyncOptions::new(&server.url, &self.user, Some(PASSWORD.into()));
-        o.backoff = Duration::from_millis(20);
-        o.tries = 3;
-        o
-    }
-
-    fn sync(&mut self, server: &Server) -> SyncSummary {
-        let o = self.options(server);
-        sync(&mut self.store, &o, &mut |_| {}).unwrap()
-    }
-
-    fn household(&mut self, area: &str, posyandu: &str) -> (Uuid, Uuid) {
-        let h = self
-            .store
-            .create_household(&NewHousehold {
-                area_code: area.into(),
-                rt: "1".into(),
-                rw: "2".into(),
-                dusun: None,
-                posyandu_id: Some(posyandu.into()),
-                address: Some("Kp. Awal".into()),
-                kk: None,
-            })
-            .unwrap();
-        let m = self.member(h, "Siti Aminah");
-        (h, m)
-    }
-
-    fn member(&mut self, h: Uuid, name: &str) -> Uuid {
-        self.store
-            .add_member(
-                h,
-                &NewMember {
-                    name: name.into(),
-                    sex: Sex::F,
-                    birth_date: chrono::NaiveDate::from_ymd_opt(1990, 5, 1).unwrap(),
-                    birth_date_estimated: false,
-                    nik: None,
-                    kk: None,
-                    relation: None,
-                    mother_id: None,
-                    jkn: None,
-                },
-            )
-            .unwrap()
-            .id
-    }
-
-    fn visit(&mut self, member: Uuid, note: &str) -> Uuid {
-        self.store
-            .add_visit(&NewVisit {
-                member_id: member,
-                date: chrono::NaiveDate::from_ymd_opt(2026, 11, 20).unwrap(),
-                notes: Some(note.into()),
-                ..NewVisit::default()
-            })
-            .unwrap()
-            .id
-    }
-
-    fn set(&mut self, h: Uuid, path: &str, v: AnswerValue) {
-        self.store
-            .edit(
-                h,
-                &[FieldEdit {
-                    path: path.into(),
-                    value: Some(v),
-                }],
-                "edit",
-            )
-            .unwrap();
-    }
-
-    fn ids(&self) -> BTreeSet<Uuid> {
-        self.store.household_ids().unwrap().into_iter().collect()
-    }
-
-    /// Every change hash of every household here.
-    fn hashes(&mut self) -> BTreeSet<String> {
-        let mut out = BTreeSet::new();
-        for id in self.ids() {
-            for c in self.store.doc(id).unwrap().changes_since(&[]) {
-                out.insert(c.hash().to_string());
-            }
-        }
-        out
-    }
-
-    fn state(&mut self) -> BTreeMap<Uuid, (Vec<String>, serde_json::Value)> {
-        let mut out = BTreeMap::new();
-        for id in self.ids() {
-            let d = self.store.household_detail(id).unwrap();
-            let doc = self.store.doc(id).unwrap();
-            let mut heads: Vec<String> = doc.heads().iter().map(|h| h.to_string()).collect();
-            heads.sort();
-            out.insert(id, (heads, serde_json::to_value(&d).unwrap()));
-        }
-        out
-    }
-}
-
-fn text(s: &str) -> AnswerValue {
-    AnswerValue::Text(s.into())
-}
+mod common;
+use common::*;
 
 /// Three devices edit the same households offline and sync in random orders.
 fn converge(db: &str, seed: u64) {
@@ -510,11 +212,11 @@ fn kader_never_sees_nor_writes_another_posyandu() {
     );
 
     // `kunjung sync` on that store: the JSON summary still printed, the exit status non-zero.
-    let Device { store, _dir, .. } = b;
+    let Device { store, dir, .. } = b;
     drop(store);
     let out = Command::new(client_bin())
         .arg("--data")
-        .arg(_dir.path())
+        .arg(dir.path())
         .args(["sync", "--server", &server.url, "--user", "kader-b"])
         .env("KUNJUNG_PASSWORD", PASSWORD)
         .env_remove("KUNJUNG_PIN")
@@ -724,7 +426,9 @@ fn a_long_first_sync_leaves_the_store_to_the_app_between_steps() {
     let b = Device::new("kader2");
     let mut o = b.options(&server);
     o.page_size = Some(2); // 20 pages
-    let Device { store, _dir, .. } = b;
+    let Device {
+        store, dir: _dir, ..
+    } = b;
     let shared = SharedStore::new();
     *shared.lock() = Some(store);
     let pages = AtomicUsize::new(0);

@@ -1,6 +1,6 @@
-//! Helpers shared by the reliability tests (faults, crash safety): a real `kunjung-server`
-//! process on port 0, devices with their own real store, and small HTTP helpers. (The
-//! same shapes as in `sync.rs`, kept separate so that file stays as it is.)
+//! Helpers shared by the multi-device and reliability tests (sync, faults, crash safety):
+//! a real `kunjung-server` process on port 0, devices with their own real store, and
+//! small HTTP helpers.
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -48,6 +48,26 @@ pub fn server_bin() -> &'static Path {
     })
 }
 
+/// The `kunjung` binary of this build (built once if missing).
+pub fn client_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let server = server_bin();
+        let bin = server.with_file_name("kunjung");
+        if !bin.exists() {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let status = Command::new(cargo)
+                .args(["build", "-p", "kunjung-client", "--bin", "kunjung"])
+                .arg("--target-dir")
+                .arg(server.parent().unwrap().parent().unwrap())
+                .status()
+                .unwrap();
+            assert!(status.success(), "building kunjung failed");
+        }
+        bin
+    })
+}
+
 /// A server process on a database, bound to port 0.
 pub struct Server {
     pub db: String,
@@ -67,8 +87,13 @@ impl Server {
     }
 
     pub fn restart(&mut self) {
+        self.restart_on("127.0.0.1:0");
+    }
+
+    /// Starts the server again on `listen` (e.g. the address it had before).
+    pub fn restart_on(&mut self, listen: &str) {
         let mut child = Command::new(server_bin())
-            .args(["--db", &self.db, "serve", "--listen", "127.0.0.1:0"])
+            .args(["--db", &self.db, "serve", "--listen", listen])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
