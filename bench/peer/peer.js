@@ -8,7 +8,7 @@
 //   replicate <db-url> <dir>                    first sync: fresh leveldb <- server
 //   mark <db-url> <dir>                         push checkpoint (a device that synced before)
 //   push <db-url> <dir> <docs.jsonl>            end-of-day: put the day's reports, push them
-//   many <db-url> <dir> <docs.jsonl> <n>        n devices push their reports at once
+//   many <db-url> <dir> <docs.jsonl> <n>        n devices sync at once: push their reports, pull their posyandu's
 //   local <dir> <queries.json>                  local operations with CHT-style indexes
 //   fill <dir> <docs.jsonl>                     bulk-load a local database
 //   compact <dir>                               compaction; sizes before and after
@@ -109,27 +109,48 @@ const cmds = {
     for (let d = 0; d < n; d++) {
       const db = new PouchDB(path.join(dir, `device-${d}`));
       // A device that has pushed before: one earlier report, pushed, so a checkpoint exists.
-      const mine = all.filter((x) => x.device === d).map((x) => x.doc);
+      const lines = all.filter((x) => x.device === d);
+      const mine = lines.map((x) => x.doc);
       const first = mine.shift();
       await db.put(first);
       await replicate(db, url);
       await db.bulkDocs(mine);
-      devices.push({ db, count: mine.length });
+      devices.push({ db, count: mine.length, place: lines[0].posyandu });
     }
+    // CHT's end of day is two-way: the device also pulls what others wrote in its place.
+    // CHT filtered replication by place with a design-document filter (`doc_by_place`);
+    // pouchdb-server has no `_selector` filter, so the same here: reports of the device's
+    // posyandu, the Kunjung kader's scope.
+    const remote = new PouchDB(url);
+    try {
+      await remote.put({
+        _id: '_design/scope',
+        filters: {
+          by_place: 'function (doc, req) { var c = doc.contact; return !!(c && c.parent && c.parent.parent && c.parent.parent._id === req.query.place); }',
+        },
+      });
+    } catch (e) {
+      if (e.status !== 409) throw e;
+    }
+    // The pulls start from now, as if each device had caught up earlier in the day.
+    const since = (await remote.info()).update_seq;
     // Ready: xtask reads the server's CPU time, then says go.
     out({ ready: true });
     await new Promise((resolve) => process.stdin.once('data', resolve));
     process.stdin.pause();
     const t0 = now();
-    const times = await Promise.all(devices.map(async ({ db }) => {
+    const pulled = [];
+    const times = await Promise.all(devices.map(async ({ db, place }) => {
       const t = now();
       await replicate(db, url);
+      const r = await replicate(url, db, { filter: 'scope/by_place', query_params: { place }, since });
+      pulled.push(r.docs_written);
       return now() - t;
     }));
     const total = now() - t0;
     for (const { db } of devices) await db.close();
     times.sort((a, b) => a - b);
-    out({ total_ms: total, p50_ms: pct(times, 0.5), p99_ms: pct(times, 0.99), devices: n, docs: devices.reduce((a, d) => a + d.count, 0) });
+    out({ total_ms: total, p50_ms: pct(times, 0.5), p99_ms: pct(times, 0.99), devices: n, docs: devices.reduce((a, d) => a + d.count, 0), pulled: pulled.reduce((a, b) => a + b, 0) });
   },
 
   async local(dir, queriesFile) {

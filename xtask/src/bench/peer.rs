@@ -14,6 +14,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
@@ -670,8 +671,9 @@ pub fn run(root: &Path, server_bin: &Path, sizes: &Sizes, rows: &mut Vec<Row>) -
         let mut earlier = docs[0].clone();
         earlier["_id"] =
             Value::String(format!("{}-earlier", docs[0]["_id"].as_str().unwrap_or("")));
+        let posyandu = DEMO_AREA[d].posyandu[p];
         for doc in std::iter::once(earlier).chain(docs) {
-            peer_docs.push(serde_json::json!({ "device": i, "doc": doc }));
+            peer_docs.push(serde_json::json!({ "device": i, "posyandu": posyandu, "doc": doc }));
         }
         stores.push((s, user));
     }
@@ -681,16 +683,18 @@ pub fn run(root: &Path, server_bin: &Path, sizes: &Sizes, rows: &mut Vec<Row>) -
     let barrier = Arc::new(Barrier::new(stores.len() + 1));
     let mut k_devices_cpu = f64::NAN;
     let url = kp.url();
+    let k_pulled = AtomicU64::new(0);
     let (k_total, mut k_times, k_cpu) = std::thread::scope(|sc| -> Result<(f64, Vec<f64>, f64)> {
         let handles: Vec<_> = stores
             .iter_mut()
             .map(|(s, user)| {
-                let (b, url) = (barrier.clone(), url.clone());
+                let (b, url, k_pulled) = (barrier.clone(), url.clone(), &k_pulled);
                 sc.spawn(move || -> Result<f64> {
                     b.wait();
                     let t = Instant::now();
                     let sum = run_sync(s, &url, user)?;
                     ensure!(sum.pushed == 30, "pushed {}", sum.pushed);
+                    k_pulled.fetch_add(sum.pulled as u64, Ordering::Relaxed);
                     Ok(t.elapsed().as_secs_f64() * 1000.0)
                 })
             })
@@ -711,7 +715,8 @@ pub fn run(root: &Path, server_bin: &Path, sizes: &Sizes, rows: &mut Vec<Row>) -
     })?;
     let k_wire = kp.take();
     k_times.sort_by(f64::total_cmp);
-    // The peer: the same visits pushed by as many PouchDB devices in one Node process.
+    // The peer: as many PouchDB devices in one Node process, each pushing the same visits
+    // and pulling its posyandu's new reports, as the Kunjung devices do.
     let mut child = Command::new("node")
         .arg(peer.join("peer.js"))
         .args([
@@ -753,6 +758,13 @@ pub fn run(root: &Path, server_bin: &Path, sizes: &Sizes, rows: &mut Vec<Row>) -
         "syncs/s",
         n / k_total,
         n / p_total,
+    ));
+    rows.push(pair(
+        &w3,
+        "received by the devices (Kunjung: changes; peer: documents)",
+        "count",
+        k_pulled.into_inner() as f64,
+        num(&r, "pulled"),
     ));
     rows.push(pair(&w3, "server CPU time", "s", k_cpu, p_cpu));
     rows.push(pair(
