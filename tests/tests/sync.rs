@@ -24,6 +24,8 @@ const DESA_A: &str = "32.14.01.2001";
 const DESA_A2: &str = "32.14.01.2002";
 const DESA_B: &str = "32.15.01.2001";
 const PASSWORD: &str = "kata-sandi-uji";
+/// The scrape token the test servers accept on `/metrics`.
+const METRICS_TOKEN: &str = "token-metrik-uji-0123456789";
 
 /// The `kunjung-server` binary of this build (built once if missing).
 fn server_bin() -> &'static Path {
@@ -98,6 +100,7 @@ impl Server {
         let mut child = Command::new(server_bin())
             .args(["--db", &self.db, "serve", "--listen", listen])
             .env("RUST_LOG", "warn")
+            .env("KUNJUNG_METRICS_TOKEN", METRICS_TOKEN)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -149,7 +152,10 @@ impl Server {
     }
 
     fn metric(&self, name: &str) -> i64 {
-        let text = reqwest::blocking::get(format!("{}/metrics", self.url))
+        let text = reqwest::blocking::Client::new()
+            .get(format!("{}/metrics", self.url))
+            .bearer_auth(METRICS_TOKEN)
+            .send()
             .unwrap()
             .text()
             .unwrap();
