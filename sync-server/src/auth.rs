@@ -1,7 +1,8 @@
 //! Accounts and tokens: Argon2id password hashes, random bearer tokens stored only as
 //! SHA-256 hashes, expiring and revocable; a disabled account's tokens stop at once
 //! because every check reads the account. Login attempts are rate-limited per username
-//! and per client address.
+//! and per client address; the counters live in memory and are rebuilt from the audit log
+//! when the server starts, so a restart does not lift a lockout.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -338,12 +339,57 @@ impl LoginLimiter {
         }
         let keys = std::iter::once(username.to_string()).chain(addr.map(address_key));
         for k in keys {
-            let e = map.entry(k).or_insert((0, Instant::now()));
-            if e.1.elapsed() >= LOGIN_WINDOW {
-                *e = (0, Instant::now());
-            }
-            e.0 += 1;
+            Self::failed_at(&mut map, k, Instant::now());
         }
+    }
+
+    /// Counts one failure at `when` (replayed from the audit log by [`Self::restore`]).
+    fn failed_at(map: &mut HashMap<String, (u32, Instant)>, key: String, when: Instant) {
+        let e = map.entry(key).or_insert((0, when));
+        if when.saturating_duration_since(e.1) >= LOGIN_WINDOW {
+            *e = (0, when);
+        }
+        e.0 += 1;
+    }
+
+    /// Rebuilds the counters after a restart from the audit log's `login` and
+    /// `login_failed` rows of the last [`LOGIN_WINDOW`] (a failure's detail names the
+    /// address: `invalid_credentials from ADDR`), so restarting the server does not reset
+    /// a lockout. Returns how many failures were replayed.
+    pub fn restore(&self, t: &mut dyn Sql) -> Result<usize, crate::db::DbError> {
+        let now = now_ms();
+        let since = now - LOGIN_WINDOW.as_millis() as i64;
+        let rows = t.query(
+            "SELECT at, username, action, detail FROM audit
+             WHERE at >= $1 AND action IN ('login', 'login_failed') ORDER BY at",
+            &[since.into()],
+        )?;
+        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let mut n = 0;
+        for r in rows {
+            let age = Duration::from_millis((now - r[0].int()).max(0) as u64);
+            // Before the process's clock began: counted from now (a longer lockout).
+            let when = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
+            let user = r[1].text().unwrap_or_default().to_string();
+            match r[2].text() {
+                Some("login") => {
+                    map.remove(&user);
+                }
+                Some("login_failed") => {
+                    let addr = r[3]
+                        .text()
+                        .and_then(|d| d.split_once(" from "))
+                        .and_then(|(_, a)| a.trim().parse::<std::net::IpAddr>().ok());
+                    Self::failed_at(&mut map, user, when);
+                    if let Some(a) = addr {
+                        Self::failed_at(&mut map, address_key(a), when);
+                    }
+                    n += 1;
+                }
+                _ => {}
+            }
+        }
+        Ok(n)
     }
 
     pub fn succeeded(&self, username: &str) {

@@ -363,6 +363,7 @@ pub const TABLES: &[&str] = &[
     "households",
     "locations",
     "erased",
+    "erased_locations",
     "audit",
 ];
 
@@ -373,9 +374,12 @@ impl Db {
         let db = if let Some(path) = url.strip_prefix("sqlite:") {
             let path = path.strip_prefix("//").unwrap_or(path);
             let conn = rusqlite::Connection::open(path)?;
+            // secure_delete: deleted and replaced content (an erased household, an old
+            // snapshot) is overwritten with zeros, not left in free pages.
             conn.execute_batch(
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
-                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;
+                 PRAGMA secure_delete = ON;",
             )?;
             conn.execute_batch(SCHEMA)?;
             Db::Sqlite {
@@ -403,6 +407,7 @@ impl Db {
         };
         // Tables of the reliability and data-protection modules (issue 8).
         crate::erase::init(&db)?;
+        crate::cursor::init(&db)?;
         crate::audit::init(&db)?;
         // Made here too (not only on a first report) so erasure can always clear it.
         crate::report::ensure_table(&db)?;
@@ -422,6 +427,20 @@ impl Db {
                 .unwrap_or_default()
                 .to_string())
         })
+    }
+
+    /// SQLite: copies the WAL into the database file and truncates it to zero bytes, so
+    /// page images from before an erasure do not stay in the WAL. `Ok(false)` when a
+    /// reader kept it from completing. PostgreSQL: nothing (see docs/RELIABILITY.md).
+    pub fn checkpoint(&self) -> Result<bool, DbError> {
+        match self {
+            Db::Sqlite { conn, .. } => {
+                let c = conn.lock().unwrap_or_else(|e| e.into_inner());
+                let busy: i64 = c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+                Ok(busy == 0)
+            }
+            Db::Postgres { .. } => Ok(true),
+        }
     }
 
     pub fn backend(&self) -> &'static str {

@@ -59,17 +59,37 @@ pub struct AppState {
     pub timeout: Duration,
     /// Materialised household documents kept between pushes.
     pub docs: sync::DocCache,
+    /// SHA-256 of the scrape token `/metrics` also accepts besides an admin's token
+    /// (env `KUNJUNG_METRICS_TOKEN`, at least 16 characters; unset: admins only).
+    pub metrics_token: Option<Vec<u8>>,
+}
+
+/// The scrape token from `KUNJUNG_METRICS_TOKEN`, hashed; shorter than 16 characters it is
+/// ignored (a warning is logged), so a weak token never opens the metrics.
+fn metrics_token_from_env() -> Option<Vec<u8>> {
+    let t = std::env::var("KUNJUNG_METRICS_TOKEN").ok()?;
+    let t = t.trim();
+    if t.len() < 16 {
+        tracing::warn!("KUNJUNG_METRICS_TOKEN ignored: shorter than 16 characters");
+        return None;
+    }
+    use sha2::Digest;
+    Some(sha2::Sha256::digest(t.as_bytes()).to_vec())
 }
 
 impl AppState {
     pub fn new(db: Db) -> Result<Arc<AppState>, crate::db::DbError> {
+        let limiter = LoginLimiter::default();
+        // Lockouts survive a restart: the failures of the last window, from the audit log.
+        db.read(|t| limiter.restore(t))?;
         Ok(Arc::new(AppState {
             server_id: db.server_id()?,
             db,
-            limiter: LoginLimiter::default(),
+            limiter,
             metrics: Metrics::default(),
             timeout: Duration::from_secs(60),
             docs: sync::DocCache::default(),
+            metrics_token: metrics_token_from_env(),
         }))
     }
 }
@@ -282,6 +302,11 @@ async fn login(
                     st.metrics.login_failures.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(user = %req.username, address = ?addr, "login failed");
                     let name: String = req.username.chars().take(64).collect();
+                    // The address lets a restarted server rebuild its lockouts.
+                    let detail = match addr {
+                        Some(a) => format!("{} from {a}", e.code()),
+                        None => e.code().to_string(),
+                    };
                     crate::audit::record(
                         &st.db,
                         &[crate::audit::Event::new(
@@ -289,7 +314,7 @@ async fn login(
                             &req.device_id,
                             "login_failed",
                             None,
-                            e.code(),
+                            &detail,
                         )],
                     );
                 }
@@ -474,8 +499,31 @@ async fn report_duplicates(
     .await
 }
 
-async fn metrics(State(st): State<Arc<AppState>>) -> Result<Response, ServerError> {
-    let (seq, households, users) = blocking(&st, |st| st.db.read(sync::counts)).await?;
+/// `/metrics` answers an admin's token or the configured scrape token (no protocol header:
+/// scrapers do not send one); anything else is 401, another role 403.
+async fn metrics(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Response, ServerError> {
+    let token = bearer(&headers)?;
+    let (seq, households, users) = blocking(&st, move |st| {
+        use sha2::Digest;
+        let scrape = st.metrics_token.as_deref().is_some_and(|want| {
+            // Equal-length digests compared without an early exit.
+            let got = sha2::Sha256::digest(token.as_bytes());
+            got.iter().zip(want).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+        });
+        if !scrape {
+            let u = authenticate(st, &token)?;
+            if u.role != kunjung_protocol::Role::Admin {
+                return Err(ServerError::Forbidden(
+                    "metrik hanya untuk admin (metrics: admin only)".into(),
+                ));
+            }
+        }
+        st.db.read(sync::counts)
+    })
+    .await?;
     let mut out = String::new();
     out.push_str("# HELP kunjung_http_requests_total HTTP requests by method, route and status.\n# TYPE kunjung_http_requests_total counter\n");
     let reqs = st

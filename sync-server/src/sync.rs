@@ -639,8 +639,14 @@ pub fn pull(
 ) -> Result<usize, ServerError> {
     let scope = user.scope();
     let page = page_size.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE) as usize;
+    // A cursor's scope counts only if it is the caller's or the server signed it for this
+    // device (crate::cursor); so drops only name households of scopes this device held.
+    let key = crate::cursor::key(t)?;
     let (s, old_scope) = match cursor {
-        Some(c) => (c.seq as i64, c.scope.clone()),
+        Some(c) => (
+            c.seq as i64,
+            crate::cursor::trusted_scope(&key, &user.device, c, &scope),
+        ),
         None => (0, Scope::default()),
     };
     let held = cursor.is_some();
@@ -742,9 +748,13 @@ pub fn pull(
     }
     let more = ids.len() > done;
     if !more && held {
-        // Erasures in this window: every device that synced before drops them.
-        resp.drops
-            .extend(crate::erase::erased_between(t, s, target)?);
+        // Erasures in this window: dropped by devices whose scope held them.
+        resp.drops.extend(crate::erase::erased_between(
+            t,
+            s,
+            target,
+            &[&old_scope, &scope],
+        )?);
     }
     resp.more = more;
     if more {
@@ -754,6 +764,7 @@ pub fn pull(
             target: Some(target as u64),
             after: Some(last),
             scope: old_scope.clone(),
+            mac: None,
         };
         let mut p = Vec::new();
         let c = candidates_sql(s, &last.to_string(), &scope, old, &mut p);
@@ -764,9 +775,11 @@ pub fn pull(
             target: None,
             after: None,
             scope,
+            mac: None,
         };
         resp.remaining = 0;
     }
+    crate::cursor::sign(&key, &user.device, &mut resp.next_cursor);
     Ok(pulled)
 }
 

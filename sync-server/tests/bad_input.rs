@@ -378,6 +378,7 @@ fn bad_sync_bodies_get_4xx_and_change_nothing() {
             target: Some(u64::MAX),
             after: Some(Uuid::max()),
             scope: Default::default(),
+            mac: None,
         },
         Cursor {
             seq: i64::MAX as u64 + 1,
@@ -387,6 +388,7 @@ fn bad_sync_bodies_get_4xx_and_change_nothing() {
                 all: true,
                 ..Default::default()
             },
+            mac: Some("00".repeat(16)),
         },
         Cursor {
             seq: now_seq,
@@ -396,6 +398,7 @@ fn bad_sync_bodies_get_4xx_and_change_nothing() {
                 all: true,
                 ..Default::default()
             },
+            mac: Some("00".repeat(16)),
         },
     ] {
         let r = s.sync_raw(

@@ -656,9 +656,19 @@ fn http_routes_match_openapi_and_errors_are_json() {
         .send()
         .unwrap();
     assert_eq!(r.status().as_u16(), 429, "the address is locked out");
+    // Metrics need an admin's token (no scrape token is configured here).
+    let r = c.get(format!("{base}/metrics")).send().unwrap();
+    assert_eq!(r.status().as_u16(), 401, "metrics without a token");
+    let r = c
+        .get(format!("{base}/metrics"))
+        .bearer_auth("token-metrik-palsu-0123456789")
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401, "metrics with a forged token");
     // Metrics count what happened.
     let m = c
         .get(format!("{base}/metrics"))
+        .bearer_auth(&token)
         .send()
         .unwrap()
         .text()

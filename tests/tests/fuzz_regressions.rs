@@ -125,6 +125,7 @@ fn generated_seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
             posyandu: vec!["PSY-A".into()],
             areas: vec!["32.14.01".into()],
         },
+        mac: Some("0123456789abcdef0123456789abcdef".into()),
     };
     let req = SyncRequest {
         cursor: Some(cursor.clone()),

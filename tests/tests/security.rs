@@ -165,7 +165,17 @@ fn authorization_matrix_every_role_route_and_place() {
         for (method, route) in ROUTES {
             routes_seen.insert((*method, *route));
             match (*method, *route) {
-                ("GET", "/v1/health") | ("GET", "/v1/openapi.json") | ("GET", "/metrics") => {
+                ("GET", "/metrics") => {
+                    // Admins only (or the configured scrape token, checked below).
+                    let want = match *role {
+                        "admin" => 200,
+                        "disabled" | "anonymous" => 401,
+                        _ => 403,
+                    };
+                    assert_eq!(call(&server.url, method, route, token), want, "{role}");
+                    checked += 1;
+                }
+                ("GET", "/v1/health") | ("GET", "/v1/openapi.json") => {
                     assert_eq!(
                         call(&server.url, method, route, token),
                         200,
@@ -322,6 +332,17 @@ fn authorization_matrix_every_role_route_and_place() {
         }
     }
     assert_eq!(routes_seen.len(), ROUTES.len());
+    // The scrape token (KUNJUNG_METRICS_TOKEN) opens /metrics and nothing else.
+    assert_eq!(
+        call(&server.url, "GET", "/metrics", Some(METRICS_TOKEN)),
+        200
+    );
+    assert_eq!(call(&server.url, "GET", "/v1/me", Some(METRICS_TOKEN)), 401);
+    assert_eq!(
+        call(&server.url, "GET", "/v1/admin/users", Some(METRICS_TOKEN)),
+        401
+    );
+    checked += 3;
     for role in roles {
         assert_eq!(
             call(&server.url, "POST", "/v1/logout", Some(&tokens[role])),
@@ -370,6 +391,13 @@ fn login_rate_limit_lockout_and_hashes_at_rest() {
         assert_eq!(login_status(&server.url, "nobody", "x").0, 401);
     }
     assert_eq!(login_status(&server.url, "nobody", "x").0, 429);
+    // A restart does not lift a lockout: the counters are rebuilt from the audit log.
+    let mut server = server;
+    server.kill();
+    server.restart();
+    assert_eq!(login_status(&server.url, "kader", PASSWORD).0, 429);
+    assert_eq!(login_status(&server.url, "nobody", "x").0, 429);
+    assert_eq!(login_status(&server.url, "other", PASSWORD).0, 200);
 
     // Hashed at rest: the token and the password appear nowhere in the database files.
     let db = Db::open(&db_url).unwrap();
@@ -411,6 +439,9 @@ fn audit_log_and_erasure_on_request() {
     let mut b = Device::new("kader2");
     let (h, m) = a.household(DESA_A, "PSY-A");
     a.visit(m, "kunjungan");
+    // A marker to look for in the database files after the erasure.
+    const MARKER: &str = "Jalan Rahasia Nomor 7f3e";
+    a.set(h, "household/address", text(MARKER));
     let (keep, _) = a.household(DESA_A, "PSY-A");
     assert!(a.sync(&server).verified);
     assert!(b.sync(&server).verified);
@@ -500,6 +531,16 @@ fn audit_log_and_erasure_on_request() {
             .int();
         assert_eq!(n, 0, "{table} still holds the erased household");
     }
+    // Nor do its bytes linger in free pages or the WAL (secure_delete, then a truncating
+    // checkpoint): the marker is nowhere in the files.
+    let path = db_url.strip_prefix("sqlite:").unwrap();
+    for file in [path.to_string(), format!("{path}-wal")] {
+        let bytes = std::fs::read(&file).unwrap_or_default();
+        assert!(
+            !bytes.windows(MARKER.len()).any(|w| w == MARKER.as_bytes()),
+            "{file} still holds the erased household's address"
+        );
+    }
     assert_eq!(
         call(
             &server.url,
@@ -566,4 +607,175 @@ fn audit_log_and_erasure_on_request() {
         .output()
         .unwrap();
     assert!(!out.status.success());
+}
+
+/// A forged cursor gets no drop instructions naming households outside the caller's
+/// scope: its scope counts only when the server signed it for this device (or it is the
+/// caller's own), and an erasure is dropped only by devices whose scope held the
+/// household. A real change of scope (the account edited in the database) still moves the
+/// device: the signed cursor's old scope is trusted.
+#[test]
+fn forged_cursors_get_no_drops_outside_the_scope() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = sqlite_db(dir.path());
+    let server = Server::start(&db_url);
+    server.add_user("admin", "admin", &[]);
+    server.add_user("kader", "kader", &["PSY-A"]);
+    let mut admin = Device::new("admin");
+    let (h_a, _) = admin.household(DESA_A, "PSY-A");
+    let (h_a_erased, _) = admin.household(DESA_A, "PSY-A");
+    let (h_c, _) = admin.household(DESA_B, "PSY-C");
+    let (h_c_moved, _) = admin.household(DESA_B, "PSY-C");
+    let (h_c_erased, _) = admin.household(DESA_B, "PSY-C");
+    assert!(admin.sync(&server).verified);
+    let outside = [h_c, h_c_moved, h_c_erased];
+
+    let token = login(&server.url, "kader");
+    let first = sync_raw(&server.url, Some(&token), &SyncRequest::default()).unwrap();
+    let cursor0 = first.next_cursor.clone();
+    assert!(cursor0.mac.is_some(), "the server signs its cursors");
+    // Meanwhile: a move between two places outside the kader's scope, and two erasures.
+    let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 30).unwrap();
+    admin
+        .store
+        .move_household(h_c_moved, DESA_B, "2", "2", Some("PSY-D"), day)
+        .unwrap();
+    assert!(admin.sync(&server).verified);
+    for h in [h_a_erased, h_c_erased] {
+        server.admin(&[
+            "household",
+            "erase",
+            "--id",
+            &h.to_string(),
+            "--reason",
+            "uji",
+            "--by",
+            "admin",
+        ]);
+    }
+
+    let all = kunjung_protocol::Scope {
+        all: true,
+        ..Default::default()
+    };
+    let mut altered = cursor0.clone();
+    altered.scope = all.clone();
+    let forged = [
+        kunjung_protocol::Cursor {
+            seq: cursor0.seq,
+            scope: all.clone(),
+            ..Default::default()
+        },
+        kunjung_protocol::Cursor {
+            seq: 0,
+            scope: all.clone(),
+            ..Default::default()
+        },
+        altered,
+        kunjung_protocol::Cursor {
+            seq: cursor0.seq,
+            scope: all.clone(),
+            mac: Some("0".repeat(32)),
+            ..Default::default()
+        },
+    ];
+    for (i, c) in forged.iter().enumerate() {
+        let mut c = Some(c.clone());
+        let mut pages = 0;
+        while let Some(cursor) = c.take() {
+            let r = sync_raw(
+                &server.url,
+                Some(&token),
+                &SyncRequest {
+                    cursor: Some(cursor),
+                    changes: vec![],
+                    page_size: Some(2),
+                },
+            )
+            .unwrap();
+            for h in &outside {
+                assert!(
+                    !r.drops.contains(h),
+                    "forged cursor {i}: a drop names a household outside the scope"
+                );
+                assert!(
+                    r.snapshots.iter().all(|s| s.household_id != *h)
+                        && r.changes.iter().all(|x| x.household_id != *h),
+                    "forged cursor {i}: data outside the scope"
+                );
+            }
+            if r.more {
+                c = Some(r.next_cursor);
+            } else {
+                assert!(
+                    r.drops.contains(&h_a_erased),
+                    "forged cursor {i}: the erasure in the scope is still dropped"
+                );
+            }
+            pages += 1;
+            assert!(pages < 20);
+        }
+    }
+    // The real cursor: only the erasure in the scope.
+    let r = sync_raw(
+        &server.url,
+        Some(&token),
+        &SyncRequest {
+            cursor: Some(cursor0.clone()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(r.drops, vec![h_a_erased]);
+    // Another device of the same user cannot use this device's signed cursor with a
+    // scope it never held (the signature binds the device).
+    let other = client()
+        .post(format!("{}/v1/login", server.url))
+        .header(VERSION_HEADER, "1")
+        .json(&serde_json::json!({"username": "kader", "password": PASSWORD, "device_id": "dev-lain"}))
+        .send()
+        .unwrap()
+        .json::<serde_json::Value>()
+        .unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // A real change of scope: the kader moves to PSY-C (edited in the database). Her
+    // signed cursor's old scope is trusted: PSY-A's household is dropped, PSY-C's arrives.
+    let cursor1 = r.next_cursor;
+    Db::open(&db_url)
+        .unwrap()
+        .tx(false, |t| {
+            t.exec(
+                "UPDATE users SET posyandu = $1 WHERE username = 'kader'",
+                &[r#"["PSY-C"]"#.into()],
+            )
+        })
+        .unwrap();
+    let stolen = sync_raw(
+        &server.url,
+        Some(&other),
+        &SyncRequest {
+            cursor: Some(cursor1.clone()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(
+        stolen.drops.is_empty(),
+        "another device's signed cursor: {:?}",
+        stolen.drops
+    );
+    let r = sync_raw(
+        &server.url,
+        Some(&token),
+        &SyncRequest {
+            cursor: Some(cursor1),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(r.drops, vec![h_a], "the scope change drops PSY-A");
+    assert!(r.snapshots.iter().any(|s| s.household_id == h_c));
 }

@@ -46,6 +46,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 const PASSWORD: &str = "kata-sandi-beban";
+/// The scrape token the load servers accept on `/metrics` (`KUNJUNG_METRICS_TOKEN`).
+const METRICS_TOKEN: &str = "token-metrik-beban-0123456789";
 const TODAY: &str = "2026-11-01";
 
 /// One load run.
@@ -144,6 +146,7 @@ impl Server {
         let mut child = Command::new(bin)
             .args(["--db", db, "serve", "--listen", "127.0.0.1:0"])
             .env("RUST_LOG", "warn")
+            .env("KUNJUNG_METRICS_TOKEN", METRICS_TOKEN)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -182,7 +185,11 @@ impl Server {
     }
 
     pub fn metric(&self, name: &str) -> Result<i64> {
-        let text = reqwest::blocking::get(format!("{}/metrics", self.url))?.text()?;
+        let text = reqwest::blocking::Client::new()
+            .get(format!("{}/metrics", self.url))
+            .bearer_auth(METRICS_TOKEN)
+            .send()?
+            .text()?;
         text.lines()
             .find_map(|l| l.strip_prefix(&format!("{name} ")))
             .and_then(|v| v.trim().parse().ok())

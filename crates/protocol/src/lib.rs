@@ -195,6 +195,10 @@ pub struct Cursor {
     /// The scope the device held at `seq`.
     #[serde(rename = "c", default)]
     pub scope: Scope,
+    /// The server's signature over the cursor and the device (hex); a scope other than
+    /// the caller's own is trusted only with it.
+    #[serde(rename = "k", default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
 }
 
 impl Cursor {
@@ -444,6 +448,7 @@ mod tests {
                 target: Some(9),
                 after: Some(id),
                 scope: Scope::for_role(Role::Kader, &["P".into()], &[]),
+                mac: Some("00ff".into()),
             },
             more: true,
             total: 3,

@@ -49,6 +49,7 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
             target: None,
             after: None,
             scope: scope.clone(),
+            mac: None,
         }),
         changes: vec![HouseholdChanges {
             household_id: id,
@@ -76,6 +77,7 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
             target: None,
             after: None,
             scope,
+            mac: None,
         },
         more: false,
         total: 2,

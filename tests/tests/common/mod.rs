@@ -20,6 +20,8 @@ pub const DESA_A: &str = "32.14.01.2001";
 pub const DESA_A2: &str = "32.14.01.2002";
 pub const DESA_B: &str = "32.15.01.2001";
 pub const PASSWORD: &str = "kata-sandi-uji";
+/// The scrape token the test servers accept on `/metrics` (`KUNJUNG_METRICS_TOKEN`).
+pub const METRICS_TOKEN: &str = "token-metrik-uji-0123456789";
 
 /// The `kunjung-server` binary of this build (built once if missing).
 pub fn server_bin() -> &'static Path {
@@ -95,6 +97,7 @@ impl Server {
         let mut child = Command::new(server_bin())
             .args(["--db", &self.db, "serve", "--listen", listen])
             .env("RUST_LOG", "warn")
+            .env("KUNJUNG_METRICS_TOKEN", METRICS_TOKEN)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -146,7 +149,10 @@ impl Server {
     }
 
     pub fn metric(&self, name: &str) -> i64 {
-        let text = reqwest::blocking::get(format!("{}/metrics", self.url))
+        let text = reqwest::blocking::Client::new()
+            .get(format!("{}/metrics", self.url))
+            .bearer_auth(METRICS_TOKEN)
+            .send()
             .unwrap()
             .text()
             .unwrap();
