@@ -364,8 +364,13 @@ fn killed_server_mid_sync_loses_and_duplicates_nothing() {
         }
     });
     assert!(matches!(r, Err(SyncError::Network { .. })), "{r:?}");
+    // Pages are stored whole; the page after the second may already have arrived (it is
+    // asked for while the second is stored) before the server died.
     let partial = b.ids().len();
-    assert_eq!(partial, 10);
+    assert!(
+        (10..40).contains(&partial) && partial.is_multiple_of(5),
+        "{partial}"
+    );
     server.restart();
     // It resumes where it stopped: the rest arrives, nothing twice.
     let mut o = b.options(&server);
@@ -373,7 +378,7 @@ fn killed_server_mid_sync_loses_and_duplicates_nothing() {
     let mut seen = 0;
     let s = sync(&mut b.store, &o, &mut |p| seen = p.remaining).unwrap();
     assert_eq!(seen, 0);
-    assert_eq!(s.snapshots, 30, "resumed, not restarted");
+    assert_eq!(s.snapshots, 40 - partial, "resumed, not restarted");
     assert_eq!(b.state(), a.state());
 
     // B edits offline; the server is killed while B pushes (whenever that falls).

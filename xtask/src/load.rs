@@ -1091,9 +1091,11 @@ pub fn first_sync(bin: &Path, n: usize, verbose: bool) -> Result<FirstSync> {
         total == n,
         "resumed sync ends with {total} of {n} households"
     );
+    // Whole pages only; the second may already have arrived (it is asked for while the
+    // first is stored) before the server died.
     ensure!(
-        before as u64 == first_page_done,
-        "first page stored {before}, expected {first_page_done}"
+        before as u64 >= first_page_done && before < n,
+        "stored {before} before the kill, expected at least the first page ({first_page_done})"
     );
     drop(server);
     Ok(FirstSync {
@@ -1104,7 +1106,7 @@ pub fn first_sync(bin: &Path, n: usize, verbose: bool) -> Result<FirstSync> {
         http_requests: s.round_trips,
         bytes_on_wire: s.bytes_sent + s.bytes_received,
         bytes_per_household: (s.bytes_sent + s.bytes_received) as f64 / n as f64,
-        resumed_households_before: first_page_done,
+        resumed_households_before: before as u64,
         resumed_second_run_households: s2.snapshots as u64,
         resumed_total: total,
     })

@@ -1,6 +1,6 @@
 //! What the app needs besides the plain store and `sync::sync`: the store shared between
 //! the app's commands and its background sync (a long first sync never holds it for more
-//! than one household at a time), a quick reachability probe made without the store (so
+//! than one chunk of at most 100 households at a time, ~50 ms), a quick reachability probe made without the store (so
 //! the app never waits on a dead network with its store taken), the time of the last
 //! verified sync, and exports written into a folder with a generated name.
 

@@ -4,7 +4,9 @@
 //! Safe to interrupt anywhere: a change is marked synced only when the server's receipt
 //! (a digest over exactly the acknowledged hashes) matches, and the cursor is saved only
 //! after its page is stored, so a retry repeats at most one page, which applies
-//! idempotently. Network errors and server unavailability are retried with backoff; an
+//! idempotently. A page of snapshots (a first sync) is decoded and projected on every
+//! core while it is written, one transaction per chunk of households, and the next page
+//! is requested while this one is stored. Network errors and server unavailability are retried with backoff; an
 //! expired or revoked token leads to one fresh login.
 
 use std::collections::{BTreeMap, HashSet};
@@ -147,7 +149,23 @@ impl Progress {
 struct Http {
     client: reqwest::blocking::Client,
     opts: SyncOptions,
-    summary: SyncSummary,
+}
+
+/// Requests made and bytes counted (kept apart from the summary so that a request can run
+/// on another thread).
+#[derive(Debug, Default, Clone, Copy)]
+struct Traffic {
+    round_trips: usize,
+    bytes_sent: usize,
+    bytes_received: usize,
+}
+
+impl SyncSummary {
+    fn count(&mut self, t: Traffic) {
+        self.round_trips += t.round_trips;
+        self.bytes_sent += t.bytes_sent;
+        self.bytes_received += t.bytes_received;
+    }
 }
 
 enum Answer {
@@ -163,7 +181,8 @@ fn header_bytes(h: &reqwest::header::HeaderMap) -> usize {
 
 impl Http {
     fn post(
-        &mut self,
+        &self,
+        traffic: &mut Traffic,
         path: &str,
         token: Option<&str>,
         content_type: &str,
@@ -196,8 +215,8 @@ impl Http {
                 + 24 // content-length
                 + 2
                 + body.len();
-            self.summary.round_trips += 1;
-            self.summary.bytes_sent += sent;
+            traffic.round_trips += 1;
+            traffic.bytes_sent += sent;
             match self.client.execute(req) {
                 Err(e) => last = e.to_string(),
                 Ok(resp) => {
@@ -207,8 +226,7 @@ impl Http {
                     match bytes {
                         Err(e) => last = e.to_string(),
                         Ok(b) => {
-                            self.summary.bytes_received +=
-                                17 + header_bytes(&headers) + 2 + b.len();
+                            traffic.bytes_received += 17 + header_bytes(&headers) + 2 + b.len();
                             if status == 200 || status == 204 {
                                 return Ok(Answer::Ok(b.to_vec()));
                             }
@@ -237,7 +255,11 @@ impl Http {
         })
     }
 
-    fn login(&mut self, store: &mut impl StoreAccess) -> Result<String, SyncError> {
+    fn login(
+        &self,
+        traffic: &mut Traffic,
+        store: &mut impl StoreAccess,
+    ) -> Result<String, SyncError> {
         let password = self
             .opts
             .password
@@ -249,7 +271,7 @@ impl Http {
             device_id: store.with(|s| Ok(s.device_id()))?,
         })
         .unwrap_or_default();
-        match self.post("/v1/login", None, "application/json", body)? {
+        match self.post(traffic, "/v1/login", None, "application/json", body)? {
             Answer::Ok(b) => {
                 let r: LoginResponse = serde_json::from_slice(&b).map_err(|e| {
                     SyncError::Protocol(kunjung_protocol::ProtocolError::Decode(e.to_string()))
@@ -318,8 +340,9 @@ pub fn sync(
 }
 
 /// [`sync`] through a [`StoreAccess`]: the store is taken for each short piece of store
-/// work (reading what to push, marking a receipt, storing one household of a page, saving
-/// the cursor) and given back in between.
+/// work (reading what to push, marking a receipt, storing one household of a page, or one
+/// chunk of up to 100 households of a page of snapshots, saving the cursor) and given back
+/// in between.
 pub fn sync_with(
     mut store: impl StoreAccess,
     opts: &SyncOptions,
@@ -333,11 +356,12 @@ pub fn sync_with(
             tries: 0,
             last: e.to_string(),
         })?;
-    let mut http = Http {
+    let http = Http {
         client,
         opts: opts.clone(),
-        summary: SyncSummary::default(),
     };
+    let mut summary = SyncSummary::default();
+    let mut traffic = Traffic::default();
     let token = store.with(|store| {
         if store.meta(META_USER)?.as_deref() != Some(opts.username.as_str()) {
             reset(store)?;
@@ -350,57 +374,106 @@ pub fn sync_with(
             .unwrap_or(0);
         Ok(token.filter(|_| expires > now_ms() + 60_000))
     })?;
-    let mut token = match token {
-        Some(t) => t,
-        None => http.login(&mut store)?,
+    let token = match token {
+        Some(t) => Ok(t),
+        None => http.login(&mut traffic, &mut store),
     };
+    summary.count(std::mem::take(&mut traffic));
+    let token = token?;
+    let result = std::thread::scope(|scope| {
+        pull_loop(scope, &http, &mut store, token, &mut summary, progress)
+    });
+    result?;
+    let unsynced = store.with(|store| {
+        let unsynced = store.unsynced_count()?;
+        // Changes are marked synced only on a matching receipt, so none left means every
+        // local change was acknowledged by the server.
+        if unsynced == 0 {
+            store.set_meta(META_VERIFIED_AT, &now_ms().to_string())?;
+        }
+        Ok(unsynced)
+    })?;
+    summary.unsynced = unsynced;
+    summary.verified = unsynced == 0;
+    Ok(summary)
+}
 
+/// A request running on another thread, with what it counted.
+type Prefetch<'scope> = std::thread::ScopedJoinHandle<'scope, (Result<Answer, SyncError>, Traffic)>;
+
+/// Households stored per transaction when a page brings snapshots: a chunk is written all
+/// or nothing, and the store is handed back between chunks.
+const STORE_CHUNK: usize = 100;
+
+/// Push and pull rounds until nothing is left. While a pull-only page is being stored, the
+/// next page is already asked for on another thread (its request pushes nothing and
+/// carries the cursor of the page being stored; it is used only once that page and its
+/// cursor are stored).
+fn pull_loop<'scope, S: StoreAccess>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    http: &'scope Http,
+    store: &mut S,
+    mut token: String,
+    summary: &mut SyncSummary,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<(), SyncError> {
+    let opts = &http.opts;
     let mut page = 0;
     let mut relogged = false;
+    let mut prefetched: Option<Prefetch<'scope>> = None;
     loop {
-        let (pending, cursor) = store.with(|store| {
-            let pending = store.unsynced(opts.max_push.max(1))?;
-            let cursor = store
-                .meta(META_CURSOR)?
-                .filter(|c| !c.is_empty())
-                .and_then(|c| Cursor::from_text(&c).ok());
-            Ok((pending, cursor))
-        })?;
-        let full_batch = pending.len() >= opts.max_push.max(1);
-        let mut groups: Vec<HouseholdChanges> = Vec::new();
-        let mut index: BTreeMap<Uuid, usize> = BTreeMap::new();
-        for p in &pending {
-            let i = *index.entry(p.household_id).or_insert_with(|| {
-                groups.push(HouseholdChanges {
-                    household_id: p.household_id,
-                    changes: Vec::new(),
+        let (pending, answer) = match prefetched.take() {
+            Some(h) => {
+                let (answer, t) = h.join().unwrap_or_else(|_| {
+                    (
+                        Err(SyncError::Network {
+                            tries: 0,
+                            last: "request thread panicked".into(),
+                        }),
+                        Traffic::default(),
+                    )
                 });
-                groups.len() - 1
-            });
-            groups[i].changes.push(ByteBuf::from(p.bytes.clone()));
-        }
-        let req = SyncRequest {
-            cursor,
-            changes: groups,
-            page_size: opts.page_size,
+                summary.count(t);
+                (Vec::new(), answer?)
+            }
+            None => {
+                let (pending, cursor) = store.with(|store| {
+                    let pending = store.unsynced(opts.max_push.max(1))?;
+                    let cursor = store
+                        .meta(META_CURSOR)?
+                        .filter(|c| !c.is_empty())
+                        .and_then(|c| Cursor::from_text(&c).ok());
+                    Ok((pending, cursor))
+                })?;
+                let body = encode(&SyncRequest {
+                    cursor,
+                    changes: group_changes(&pending),
+                    page_size: opts.page_size,
+                })?;
+                let mut t = Traffic::default();
+                let answer = http.post(&mut t, "/v1/sync", Some(&token), CONTENT_TYPE_CBOR, body);
+                summary.count(t);
+                (pending, answer?)
+            }
         };
-        let body = encode(&req)?;
-        let resp: SyncResponse =
-            match http.post("/v1/sync", Some(&token), CONTENT_TYPE_CBOR, body)? {
-                Answer::Ok(b) => decode(&b)?,
-                Answer::Err(401, _) if !relogged => {
-                    relogged = true;
-                    token = http.login(&mut store)?;
-                    continue;
-                }
-                Answer::Err(status, e) => {
-                    return Err(SyncError::Server {
-                        status,
-                        code: e.code,
-                        message: e.message,
-                    })
-                }
-            };
+        let resp: SyncResponse = match answer {
+            Answer::Ok(b) => decode(&b)?,
+            Answer::Err(401, _) if !relogged => {
+                relogged = true;
+                let mut t = Traffic::default();
+                let fresh = http.login(&mut t, store);
+                summary.count(t);
+                token = fresh?;
+                continue;
+            }
+            Answer::Err(status, e) => {
+                return Err(SyncError::Server {
+                    status,
+                    code: e.code,
+                    message: e.message,
+                })
+            }
+        };
         page += 1;
 
         // The receipt: exactly the pushed hashes minus the rejected ones.
@@ -415,7 +488,7 @@ pub fn sync_with(
                     rejected_households.insert(r.household_id);
                 }
             }
-            http.summary.rejected.push(RejectedChange {
+            summary.rejected.push(RejectedChange {
                 household_id: r.household_id,
                 code: r.code.clone(),
                 message: r.message.clone(),
@@ -433,15 +506,31 @@ pub fn sync_with(
             && resp.acked_digest.as_slice() == digest.as_slice()
         {
             let n = expected.len();
-            store.with(|store| Ok(store.mark_synced_hashes(expected)?))?;
+            if n > 0 {
+                store.with(|store| Ok(store.mark_synced_hashes(expected)?))?;
+            }
             n
         } else {
             // Not a receipt for what was sent: nothing is marked; the next sync resends.
             0
         };
-        http.summary.pushed += newly_acked;
+        summary.pushed += newly_acked;
 
-        // Store the page, one household at a time, then the cursor.
+        if resp.more && pending.is_empty() {
+            let body = encode(&SyncRequest {
+                cursor: Some(resp.next_cursor.clone()),
+                changes: Vec::new(),
+                page_size: opts.page_size,
+            })?;
+            let token = token.clone();
+            prefetched = Some(scope.spawn(move || {
+                let mut t = Traffic::default();
+                let answer = http.post(&mut t, "/v1/sync", Some(&token), CONTENT_TYPE_CBOR, body);
+                (answer, t)
+            }));
+        }
+
+        // Store the page, then its cursor.
         for id in &resp.drops {
             if store.with(|store| {
                 let had = store.has_household(*id)?;
@@ -450,48 +539,128 @@ pub fn sync_with(
                 }
                 Ok(had)
             })? {
-                http.summary.dropped += 1;
+                summary.dropped += 1;
             }
         }
-        for s in &resp.snapshots {
-            store.with(|store| Ok(store.apply_document(&s.bytes, true)?))?;
-            http.summary.snapshots += 1;
-            http.summary.pulled += 1;
-        }
+        let snapshots = resp.snapshots.len();
+        store_snapshots(
+            store,
+            resp.snapshots
+                .into_iter()
+                .map(|s| s.bytes.into_vec())
+                .collect(),
+        )?;
+        summary.snapshots += snapshots;
+        summary.pulled += snapshots;
         for g in &resp.changes {
             let changes: Vec<Vec<u8>> = g.changes.iter().map(|c| c.to_vec()).collect();
             store.with(|store| Ok(store.apply_changes(g.household_id, &changes, true)?))?;
-            http.summary.pulled += changes.len();
+            summary.pulled += changes.len();
         }
         store.with(|store| Ok(store.set_meta(META_CURSOR, &resp.next_cursor.to_text())?))?;
         progress(&Progress {
             page,
             total: resp.total,
             remaining: resp.remaining,
-            pushed: http.summary.pushed,
-            pulled: http.summary.pulled,
+            pushed: summary.pushed,
+            pulled: summary.pulled,
         });
         // Done when nothing is left to pull and either every local change is acknowledged
-        // or this round acknowledged nothing (what is left was refused). Changes written
-        // meanwhile (the app keeps working during a sync) go in another round.
+        // or this round pushed some and none was acknowledged (what is left was refused).
+        // Changes written meanwhile (the app keeps working during a sync) go in another
+        // round.
         if !resp.more
-            && (newly_acked == 0
-                || (!full_batch && store.with(|store| Ok(store.unsynced_count()?))? == 0))
+            && ((!pending.is_empty() && newly_acked == 0)
+                || store.with(|store| Ok(store.unsynced_count()?))? == 0)
         {
-            break;
+            return Ok(());
         }
     }
-    let mut summary = http.summary;
-    let unsynced = store.with(|store| {
-        let unsynced = store.unsynced_count()?;
-        // Changes are marked synced only on a matching receipt, so none left means every
-        // local change was acknowledged by the server.
-        if unsynced == 0 {
-            store.set_meta(META_VERIFIED_AT, &now_ms().to_string())?;
+}
+
+/// The pushed changes grouped by household, in order.
+fn group_changes(pending: &[kunjung_store::PendingChange]) -> Vec<HouseholdChanges> {
+    let mut groups: Vec<HouseholdChanges> = Vec::new();
+    let mut index: BTreeMap<Uuid, usize> = BTreeMap::new();
+    for p in pending {
+        let i = *index.entry(p.household_id).or_insert_with(|| {
+            groups.push(HouseholdChanges {
+                household_id: p.household_id,
+                changes: Vec::new(),
+            });
+            groups.len() - 1
+        });
+        groups[i].changes.push(ByteBuf::from(p.bytes.clone()));
+    }
+    groups
+}
+
+/// Stores a page's snapshots: worker threads (one per core) decode the documents and
+/// compute their projection rows, chunk by chunk, while this thread writes the chunks
+/// they finish, one transaction each.
+fn store_snapshots<S: StoreAccess>(
+    store: &mut S,
+    snapshots: Vec<Vec<u8>>,
+) -> Result<(), SyncError> {
+    if snapshots.is_empty() {
+        return Ok(());
+    }
+    let ctx = store.with(|s| Ok(s.projection_context()?))?;
+    let mut chunks = std::collections::VecDeque::new();
+    let mut it = snapshots.into_iter().peekable();
+    while it.peek().is_some() {
+        chunks.push_back(it.by_ref().take(STORE_CHUNK).collect::<Vec<_>>());
+    }
+    let n_chunks = chunks.len();
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, n_chunks);
+    let queue = std::sync::Mutex::new(chunks);
+    type Prepared = Result<Vec<kunjung_store::PreparedDocument>, StoreError>;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Prepared>(workers);
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            let tx = tx.clone();
+            let (queue, ctx) = (&queue, &ctx);
+            scope.spawn(move || loop {
+                let Some(chunk) = queue.lock().ok().and_then(|mut q| q.pop_front()) else {
+                    return;
+                };
+                let prepared = chunk
+                    .into_iter()
+                    .map(|b| kunjung_store::prepare_document(b, ctx))
+                    .collect::<Result<Vec<_>, _>>();
+                let failed = prepared.is_err();
+                // A closed channel: the writer stopped on an error.
+                if tx.send(prepared).is_err() || failed {
+                    return;
+                }
+            });
         }
-        Ok(unsynced)
-    })?;
-    summary.unsynced = unsynced;
-    summary.verified = unsynced == 0;
-    Ok(summary)
+        drop(tx);
+        let mut result = Ok(());
+        for _ in 0..n_chunks {
+            let Ok(prepared) = rx.recv() else {
+                // A worker ended without its chunk (it panicked).
+                result = Err(SyncError::Store(StoreError::Invalid(
+                    "dokumen tidak dapat diproses (a document could not be processed)".into(),
+                )));
+                break;
+            };
+            if let Err(e) = prepared
+                .map_err(SyncError::from)
+                .and_then(|docs| store.with(|s| Ok(s.store_documents(docs)?)))
+            {
+                result = Err(e);
+                break;
+            }
+        }
+        // Stop the workers at their next chunk.
+        if let Ok(mut q) = queue.lock() {
+            q.clear();
+        }
+        drop(rx);
+        result
+    })
 }

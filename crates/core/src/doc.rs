@@ -349,15 +349,15 @@ pub fn parse_change(bytes: &[u8]) -> Result<Change> {
     Ok(c)
 }
 
-fn read_member(d: &Automerge, id: Uuid, obj: &ObjId) -> Member {
-    let f = fields(d, obj);
+fn read_member(src: &Src<'_>, id: Uuid, obj: &ObjId) -> Member {
+    let f = src.fields(obj);
     let mut pregnancies = Vec::new();
     if let Some(p) = f.obj("pregnancies") {
-        for (pk, pv) in fields(d, p).0 {
+        for (pk, pv) in src.fields(p).0 {
             let (Val::Obj(po, ObjType::Map), Ok(pid)) = (pv, Uuid::parse_str(&pk)) else {
                 continue;
             };
-            let pf = fields(d, &po);
+            let pf = src.fields(&po);
             pregnancies.push(Pregnancy {
                 id: pid,
                 hpht: pf.get("hpht").date(),
@@ -412,6 +412,29 @@ fn read_value(doc: &Automerge, value: ValueRef<'_>, id: ObjId) -> Val {
             ScalarValueRef::Null => Val::Null,
             _ => Val::Other,
         },
+    }
+}
+
+/// Where `read` gets a map's fields: from the document, or from those a conflict scan
+/// already collected (`read_with_conflicts`), so that each map is walked only once.
+struct Src<'a> {
+    doc: &'a Automerge,
+    seen: std::cell::RefCell<std::collections::HashMap<ObjId, Fields>>,
+}
+
+impl<'a> Src<'a> {
+    fn new(doc: &'a Automerge) -> Src<'a> {
+        Src {
+            doc,
+            seen: Default::default(),
+        }
+    }
+
+    fn fields(&self, obj: &ObjId) -> Fields {
+        match self.seen.borrow_mut().remove(obj) {
+            Some(f) => f,
+            None => fields(self.doc, obj),
+        }
     }
 }
 
@@ -656,7 +679,7 @@ impl HouseholdDoc {
     /// Reads one member (without reading the rest of the household).
     pub fn member(&self, id: Uuid) -> Result<Member> {
         let obj = self.member_obj(id)?;
-        Ok(read_member(&self.doc, id, &obj))
+        Ok(read_member(&Src::new(&self.doc), id, &obj))
     }
 
     /// Adds a member (one targeted transaction).
@@ -1154,12 +1177,27 @@ impl HouseholdDoc {
 
     /// Reads the whole household as plain values.
     pub fn read(&self) -> Result<HouseholdView> {
-        let d = &self.doc;
+        self.read_from(&Src::new(&self.doc))
+    }
+
+    /// [`HouseholdDoc::read`] and [`HouseholdDoc::conflicts`] together, walking the
+    /// document once.
+    pub fn read_with_conflicts(&self) -> Result<(HouseholdView, Vec<Conflict>)> {
+        let mut seen = std::collections::HashMap::new();
+        let conflicts = self.scan_conflicts(Some(&mut seen));
+        let src = Src {
+            doc: &self.doc,
+            seen: std::cell::RefCell::new(seen),
+        };
+        Ok((self.read_from(&src)?, conflicts))
+    }
+
+    fn read_from(&self, src: &Src<'_>) -> Result<HouseholdView> {
         let hh_obj = self.root_map("household")?;
-        let hf = fields(d, &hh_obj);
+        let hf = src.fields(&hh_obj);
         let mut checklist = BTreeMap::new();
         if let Some(cl) = hf.obj("checklist") {
-            for (k, v) in fields(d, cl).0 {
+            for (k, v) in src.fields(cl).0 {
                 if let Some(a) = v.answer() {
                     checklist.insert(k, a);
                 }
@@ -1190,26 +1228,26 @@ impl HouseholdDoc {
         };
 
         let mut members = Vec::new();
-        for (key, v) in fields(d, &self.root_map("members")?).0 {
+        for (key, v) in src.fields(&self.root_map("members")?).0 {
             let (Val::Obj(obj, ObjType::Map), Ok(id)) = (v, Uuid::parse_str(&key)) else {
                 continue;
             };
-            members.push(read_member(d, id, &obj));
+            members.push(read_member(src, id, &obj));
         }
 
         let mut visits = Vec::new();
-        for (key, v) in fields(d, &self.root_map("visits")?).0 {
+        for (key, v) in src.fields(&self.root_map("visits")?).0 {
             let (Val::Obj(obj, ObjType::Map), Ok(id)) = (v, Uuid::parse_str(&key)) else {
                 continue;
             };
-            let f = fields(d, &obj);
+            let f = src.fields(&obj);
             let (Some(member_id), Some(date)) = (f.get("member_id").uuid(), f.get("date").date())
             else {
                 continue;
             };
             let mut answers = BTreeMap::new();
             if let Some(a) = f.obj("answers") {
-                for (k, v) in fields(d, a).0 {
+                for (k, v) in src.fields(a).0 {
                     if let Some(a) = v.answer() {
                         answers.insert(k, a);
                     }
@@ -1218,7 +1256,7 @@ impl HouseholdDoc {
             let danger_signs = f
                 .obj("danger_signs")
                 .map(|o| {
-                    fields(d, o)
+                    src.fields(o)
                         .0
                         .into_iter()
                         .filter(|(_, v)| v.bool() != Some(false))
@@ -1229,7 +1267,7 @@ impl HouseholdDoc {
             let education = f
                 .obj("education")
                 .map(|o| {
-                    fields(d, o)
+                    src.fields(o)
                         .0
                         .into_iter()
                         .map(|(k, v)| (k, v.str().unwrap_or_default()))
@@ -1263,11 +1301,11 @@ impl HouseholdDoc {
         visits.sort_by_key(|v| (v.date, v.id));
 
         let mut referrals = Vec::new();
-        for (key, v) in fields(d, &self.root_map("referrals")?).0 {
+        for (key, v) in src.fields(&self.root_map("referrals")?).0 {
             let (Val::Obj(obj, ObjType::Map), Ok(id)) = (v, Uuid::parse_str(&key)) else {
                 continue;
             };
-            let f = fields(d, &obj);
+            let f = src.fields(&obj);
             let Some(member_id) = f.get("member_id").uuid() else {
                 continue;
             };
@@ -1296,11 +1334,11 @@ impl HouseholdDoc {
         }
 
         let mut reviews = Vec::new();
-        for (key, v) in fields(d, &self.root_map("reviews")?).0 {
+        for (key, v) in src.fields(&self.root_map("reviews")?).0 {
             let (Val::Obj(obj, ObjType::Map), Ok(id)) = (v, Uuid::parse_str(&key)) else {
                 continue;
             };
-            let f = fields(d, &obj);
+            let f = src.fields(&obj);
             let Some(visit_id) = f.get("visit_id").uuid() else {
                 continue;
             };
@@ -1398,11 +1436,29 @@ impl HouseholdDoc {
 
     /// Fields that hold concurrent values from different devices.
     pub fn conflicts(&self) -> Vec<Conflict> {
+        self.scan_conflicts(None)
+    }
+
+    /// Walks every map of the document for conflicts; with `collect`, also keeps each
+    /// map's fields (for `read_from`).
+    fn scan_conflicts(
+        &self,
+        mut collect: Option<&mut std::collections::HashMap<ObjId, Fields>>,
+    ) -> Vec<Conflict> {
         let mut out = Vec::new();
         let mut stack: Vec<(ObjId, String)> = vec![(ROOT, String::new())];
         while let Some((obj, prefix)) = stack.pop() {
+            let mut kept = collect.as_ref().map(|_| BTreeMap::new());
             for item in self.doc.map_range(&obj, ..) {
                 let key = item.key.to_string();
+                let is_map = matches!(item.value, ValueRef::Object(ObjType::Map));
+                let item_id = item.id();
+                if let Some(kept) = kept.as_mut() {
+                    kept.insert(
+                        key.clone(),
+                        read_value(&self.doc, item.value.clone(), item_id.clone()),
+                    );
+                }
                 let path = if prefix.is_empty() {
                     key.clone()
                 } else {
@@ -1440,9 +1496,12 @@ impl HouseholdDoc {
                         path: path.clone(),
                         values,
                     });
-                } else if let ValueRef::Object(ObjType::Map) = item.value {
-                    stack.push((item.id(), path));
+                } else if is_map {
+                    stack.push((item_id, path));
                 }
+            }
+            if let (Some(c), Some(kept)) = (collect.as_mut(), kept) {
+                c.insert(obj, Fields(kept));
             }
         }
         out.sort_by(|a, b| a.path.cmp(&b.path));

@@ -14,6 +14,7 @@ mod project;
 mod query;
 mod report;
 mod schema;
+mod snapshot;
 mod tasks;
 
 use std::collections::{HashMap, VecDeque};
@@ -356,6 +357,7 @@ impl Store {
         let changes: Vec<Vec<u8>> = stmt
             .query_map([id.to_string()], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
+        let snapshot = snapshot::decode(&snapshot)?;
         let mut doc =
             HouseholdDoc::load_with_changes(&snapshot, changes.iter().map(|c| c.as_slice()))?;
         doc.set_actor(self.actor.clone());
@@ -472,7 +474,7 @@ impl Store {
         let doc = w.result;
         let tx = self.conn.transaction()?;
         let now = now_ms();
-        let snapshot = doc.save();
+        let snapshot = snapshot::encode_doc(&doc);
         tx.execute(
             "INSERT INTO docs(household_id, snapshot, heads, pending, updated_at) VALUES (?1, ?2, ?3, 0, ?4)",
             params![id.to_string(), snapshot, heads_text(&doc), now],
@@ -724,7 +726,7 @@ impl Store {
         let now = now_ms();
         tx.execute(
             "INSERT INTO docs(household_id, snapshot, heads, pending, updated_at) VALUES (?1, ?2, ?3, 0, ?4)",
-            params![id.to_string(), doc.save(), heads_text(doc), now],
+            params![id.to_string(), snapshot::encode_doc(doc), heads_text(doc), now],
         )?;
         for c in changes {
             let ch = kunjung_core::doc::parse_change(c)?;
@@ -753,7 +755,12 @@ impl Store {
             let tx = self.conn.transaction()?;
             tx.execute(
                 "INSERT INTO docs(household_id, snapshot, heads, pending, updated_at) VALUES (?1, ?2, ?3, 0, ?4)",
-                params![id.to_string(), bytes, heads_text(&d), now_ms()],
+                params![
+                    id.to_string(),
+                    snapshot::encode_saved(bytes),
+                    heads_text(&d),
+                    now_ms()
+                ],
             )?;
             if !acknowledged {
                 // Keep its changes so they can be pushed to the server later.
@@ -783,6 +790,48 @@ impl Store {
         Ok(id)
     }
 
+    /// What [`prepare_document`] needs from this store to project documents elsewhere.
+    pub fn projection_context(&self) -> Result<ProjectionContext> {
+        Ok(ProjectionContext {
+            cfg: project::schedule_config(&self.conn)?,
+            on: project::today(),
+        })
+    }
+
+    /// Stores whole documents the server already holds (a first sync's snapshots), decoded
+    /// and projected beforehand by [`prepare_document`] (on other threads), in one
+    /// transaction: all of them or, on an error, none. A household already here is merged
+    /// as [`Store::apply_document`] does. Returns how many were new here.
+    pub fn store_documents(&mut self, docs: Vec<PreparedDocument>) -> Result<usize> {
+        let mut fresh = Vec::with_capacity(docs.len());
+        let mut merge = Vec::new();
+        {
+            let mut seen = std::collections::HashSet::new();
+            for d in docs {
+                if !seen.insert(d.id) || self.has_household(d.id)? {
+                    merge.push(d);
+                } else {
+                    fresh.push(d);
+                }
+            }
+        }
+        let tx = self.conn.transaction()?;
+        let now = now_ms();
+        for d in &fresh {
+            let ids = d.id.to_string();
+            tx.prepare_cached(
+                "INSERT INTO docs(household_id, snapshot, heads, pending, updated_at) VALUES (?1, ?2, ?3, 0, ?4)",
+            )?
+            .execute(params![ids, d.stored, d.heads, now])?;
+            project::write_new(&tx, d.id, &d.rows)?;
+        }
+        tx.commit()?;
+        for d in &merge {
+            self.apply_document(&d.bytes, true)?;
+        }
+        Ok(fresh.len())
+    }
+
     /// Stores whole documents made elsewhere in one transaction (demo data, imports).
     /// With `synced = false` their changes are kept to be pushed to the server.
     pub fn insert_documents(&mut self, docs: &[HouseholdDoc], synced: bool) -> Result<()> {
@@ -793,7 +842,12 @@ impl Store {
             tx.prepare_cached(
                 "INSERT INTO docs(household_id, snapshot, heads, pending, updated_at) VALUES (?1, ?2, ?3, 0, ?4)",
             )?
-            .execute(params![id.to_string(), doc.save(), heads_text(doc), now])?;
+            .execute(params![
+                id.to_string(),
+                snapshot::encode_doc(doc),
+                heads_text(doc),
+                now
+            ])?;
             if !synced {
                 let mut ins = tx.prepare_cached(
                     "INSERT OR IGNORE INTO changes(hash, household_id, bytes, local, synced, in_snapshot, created_at) VALUES (?1, ?2, ?3, 1, 0, 1, ?4)",
@@ -915,7 +969,29 @@ impl Store {
             "DELETE FROM changes WHERE synced = 1 AND in_snapshot = 1",
             [],
         )?;
+        self.recompress_snapshots()?;
         Ok(ids.len())
+    }
+
+    /// Rewrites snapshots still in the plain form of older stores in the compressed one
+    /// (see `snapshot`); the documents do not change.
+    fn recompress_snapshots(&mut self) -> Result<usize> {
+        let plain: Vec<(String, Vec<u8>)> = {
+            let mut stmt = self.conn.prepare(
+                "SELECT household_id, snapshot FROM docs WHERE substr(snapshot, 1, 4) != x'28b52ffd'",
+            )?;
+            let v = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            v
+        };
+        let tx = self.conn.transaction()?;
+        for (id, bytes) in &plain {
+            tx.prepare_cached("UPDATE docs SET snapshot = ?2 WHERE household_id = ?1")?
+                .execute(params![id, snapshot::encode_saved(bytes)])?;
+        }
+        tx.commit()?;
+        Ok(plain.len())
     }
 
     /// Rebuilds every projection from the documents.
@@ -1017,6 +1093,46 @@ impl Store {
     }
 }
 
+/// The schedule settings and the day projections are computed for (see
+/// [`Store::projection_context`]).
+#[derive(Debug, Clone)]
+pub struct ProjectionContext {
+    cfg: kunjung_core::schedule::ScheduleConfig,
+    on: chrono::NaiveDate,
+}
+
+/// A whole household document decoded, checked and projected, ready for
+/// [`Store::store_documents`].
+pub struct PreparedDocument {
+    id: Uuid,
+    bytes: Vec<u8>,
+    stored: Vec<u8>,
+    heads: String,
+    rows: project::Rows,
+}
+
+impl PreparedDocument {
+    pub fn household_id(&self) -> Uuid {
+        self.id
+    }
+}
+
+/// Decodes a saved household document (a server snapshot) and computes its projection
+/// rows, without the store, so that many can be prepared in parallel. The bytes become
+/// the stored snapshot (compressed, see `snapshot`), not a new save of the document.
+pub fn prepare_document(bytes: Vec<u8>, ctx: &ProjectionContext) -> Result<PreparedDocument> {
+    let doc = HouseholdDoc::load(&bytes)?;
+    let id = doc.id()?;
+    let rows = project::rows_for_new(&doc, &ctx.cfg, ctx.on)?;
+    Ok(PreparedDocument {
+        id,
+        heads: heads_text(&doc),
+        stored: snapshot::encode_saved(&bytes),
+        bytes,
+        rows,
+    })
+}
+
 fn heads_text(doc: &HouseholdDoc) -> String {
     doc.heads()
         .iter()
@@ -1028,7 +1144,7 @@ fn heads_text(doc: &HouseholdDoc) -> String {
 fn compact_one(tx: &rusqlite::Transaction<'_>, id: Uuid, doc: &HouseholdDoc) -> Result<()> {
     tx.execute(
         "UPDATE docs SET snapshot = ?2, heads = ?3, pending = 0 WHERE household_id = ?1",
-        params![id.to_string(), doc.save(), heads_text(doc)],
+        params![id.to_string(), snapshot::encode_doc(doc), heads_text(doc)],
     )?;
     tx.execute(
         "UPDATE changes SET in_snapshot = 1 WHERE household_id = ?1 AND in_snapshot = 0",

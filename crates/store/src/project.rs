@@ -252,8 +252,8 @@ fn rows_from(
     }
 }
 
-fn conflict_rows(doc: &HouseholdDoc) -> Vec<(String, String)> {
-    doc.conflicts()
+fn conflict_rows(conflicts: Vec<kunjung_core::Conflict>) -> Vec<(String, String)> {
+    conflicts
         .into_iter()
         .map(|c| {
             (
@@ -270,7 +270,8 @@ pub fn expected_rows(
     cfg: &ScheduleConfig,
     on: chrono::NaiveDate,
 ) -> Result<Rows> {
-    let mut rows = rows_from(&doc.read()?, Some(conflict_rows(doc)), cfg, on);
+    let (view, conflicts) = doc.read_with_conflicts()?;
+    let mut rows = rows_from(&view, Some(conflict_rows(conflicts)), cfg, on);
     normalize(&mut rows);
     Ok(rows)
 }
@@ -340,15 +341,19 @@ pub fn schedule_config(conn: &Connection) -> Result<ScheduleConfig> {
 
 /// Writes a household's projections (inside the caller's transaction).
 pub fn apply(tx: &Transaction<'_>, id: Uuid, doc: &HouseholdDoc, mode: Mode) -> Result<()> {
-    let view = doc.read()?;
     let cfg = schedule_config(tx)?;
     match mode {
         Mode::VisitAdded { visit, referral } => {
-            let rows = rows_from(&view, None, &cfg, today());
+            let rows = rows_from(&doc.read()?, None, &cfg, today());
             visit_added(tx, id, &rows, visit, referral)
         }
         Mode::Full { conflicts } => {
-            let conflicts = conflicts.then(|| conflict_rows(doc));
+            let (view, conflicts) = if conflicts {
+                let (view, c) = doc.read_with_conflicts()?;
+                (view, Some(conflict_rows(c)))
+            } else {
+                (doc.read()?, None)
+            };
             let keep_conflicts = conflicts.is_none();
             let rows = rows_from(&view, conflicts, &cfg, today());
             write_rows(tx, id, &rows, keep_conflicts)
@@ -463,7 +468,34 @@ fn insert_tasks(tx: &Transaction<'_>, ids: &str, tasks: &[TaskRowData]) -> Resul
     Ok(())
 }
 
+/// Rows of a document for a household that has none yet (conflicts included), computed
+/// without a store: what `write_new` then stores.
+pub fn rows_for_new(
+    doc: &HouseholdDoc,
+    cfg: &ScheduleConfig,
+    on: chrono::NaiveDate,
+) -> Result<Rows> {
+    let (view, conflicts) = doc.read_with_conflicts()?;
+    Ok(rows_from(&view, Some(conflict_rows(conflicts)), cfg, on))
+}
+
+/// Writes the rows of a household that has no projection rows yet (inside the caller's
+/// transaction), skipping the deletes of `apply`.
+pub fn write_new(tx: &Transaction<'_>, id: Uuid, rows: &Rows) -> Result<()> {
+    write_rows_inner(tx, id, rows, false, false)
+}
+
 fn write_rows(tx: &Transaction<'_>, id: Uuid, rows: &Rows, keep_conflicts: bool) -> Result<()> {
+    write_rows_inner(tx, id, rows, keep_conflicts, true)
+}
+
+fn write_rows_inner(
+    tx: &Transaction<'_>,
+    id: Uuid,
+    rows: &Rows,
+    keep_conflicts: bool,
+    replace: bool,
+) -> Result<()> {
     let ids = id.to_string();
     let kept: Vec<(String, String)> = if keep_conflicts {
         let mut stmt = tx.prepare_cached(
@@ -476,7 +508,9 @@ fn write_rows(tx: &Transaction<'_>, id: Uuid, rows: &Rows, keep_conflicts: bool)
     } else {
         Vec::new()
     };
-    delete(tx, id)?;
+    if replace {
+        delete(tx, id)?;
+    }
     let h = &rows.household;
     let conflicts = if keep_conflicts {
         &kept

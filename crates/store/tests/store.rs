@@ -458,3 +458,115 @@ fn tasks_projection_follows_visits() {
     assert!(later.iter().any(|t| t.service.starts_with("imm_mr")));
     assert!(s.check_consistency().unwrap().is_empty());
 }
+
+/// A household with a member and two visits (one with a conflict-free edit), saved as the
+/// server sends snapshots: without Automerge's compression.
+fn saved_household(s: &mut Store, rt: &str) -> (uuid::Uuid, Vec<u8>) {
+    let h = s.create_household(&hh("32.14.01.2001", rt)).unwrap();
+    let m = s
+        .add_member(h, &member(&format!("Sri {rt}"), Sex::F, "1990-01-01", None))
+        .unwrap();
+    for day in ["2026-01-05", "2026-02-05"] {
+        s.add_visit(&NewVisit {
+            member_id: m.id,
+            date: d(day),
+            weight_kg: Some(52.0),
+            ..Default::default()
+        })
+        .unwrap();
+    }
+    (h, s.doc(h).unwrap().automerge().save_nocompress())
+}
+
+#[test]
+fn prepared_documents_store_in_one_transaction_like_apply_document() {
+    let src_dir = tempfile::tempdir().unwrap();
+    let mut src = Store::init(src_dir.path(), None, "kader1").unwrap();
+    let docs: Vec<(uuid::Uuid, Vec<u8>)> = (1..=5)
+        .map(|i| saved_household(&mut src, &i.to_string()))
+        .collect();
+
+    // One store through the per-household path, one through prepare + store_documents.
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut a = Store::init(da.path(), None, "pkm").unwrap();
+    let mut b = Store::init(db.path(), None, "pkm").unwrap();
+    for (_, bytes) in &docs {
+        a.apply_document(bytes, true).unwrap();
+    }
+    // One household is already on b: it is merged, not inserted twice.
+    b.apply_document(&docs[0].1, true).unwrap();
+    let ctx = b.projection_context().unwrap();
+    let prepared: Vec<_> = docs
+        .iter()
+        .map(|(_, bytes)| kunjung_store::prepare_document(bytes.clone(), &ctx).unwrap())
+        .collect();
+    assert_eq!(prepared[2].household_id(), docs[2].0);
+    assert_eq!(b.store_documents(prepared).unwrap(), 4);
+    assert!(b.check_consistency().unwrap().is_empty());
+    let f = ListFilter::default();
+    assert_eq!(
+        serde_json::to_value(a.list_households(&f).unwrap()).unwrap(),
+        serde_json::to_value(b.list_households(&f).unwrap()).unwrap()
+    );
+    for (id, _) in &docs {
+        assert_eq!(a.doc(*id).unwrap().heads(), b.doc(*id).unwrap().heads());
+    }
+    assert_eq!(b.search("Sri", 10).unwrap().len(), 5);
+    // Stored compressed: smaller than what came.
+    let (stored, came): (i64, usize) = (
+        b.connection()
+            .query_row("SELECT sum(length(snapshot)) FROM docs", [], |r| r.get(0))
+            .unwrap(),
+        docs.iter().map(|(_, b)| b.len()).sum(),
+    );
+    assert!((stored as usize) < came, "{stored} >= {came}");
+    assert!(kunjung_store::prepare_document(b"not a document".to_vec(), &ctx).is_err());
+}
+
+#[test]
+fn snapshots_of_an_older_store_still_open_and_compact_rewrites_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Store::init(dir.path(), None, "kader1").unwrap();
+    let (h, _) = saved_household(&mut s, "3");
+    let all: Vec<Vec<u8>> = s
+        .unsynced(100)
+        .unwrap()
+        .into_iter()
+        .map(|c| c.hash)
+        .collect();
+    s.mark_synced_hashes(all).unwrap();
+    s.compact().unwrap();
+    let before = s.household_detail(h).unwrap();
+    // What an older Kunjung wrote: Automerge's own compressed save, no zstd.
+    let plain = s.doc(h).unwrap().save();
+    s.connection()
+        .execute(
+            "UPDATE docs SET snapshot = ?1 WHERE household_id = ?2",
+            rusqlite::params![plain, h.to_string()],
+        )
+        .unwrap();
+    drop(s);
+    let mut s = Store::open(dir.path(), None).unwrap();
+    let after = s.household_detail(h).unwrap();
+    assert_eq!(
+        serde_json::to_value(&before).unwrap(),
+        serde_json::to_value(&after).unwrap()
+    );
+    s.compact().unwrap();
+    let head: Vec<u8> = s
+        .connection()
+        .query_row(
+            "SELECT substr(snapshot, 1, 4) FROM docs WHERE household_id = ?1",
+            [h.to_string()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(head, [0x28, 0xb5, 0x2f, 0xfd], "rewritten as zstd");
+    drop(s);
+    let mut s = Store::open(dir.path(), None).unwrap();
+    assert_eq!(
+        serde_json::to_value(&before).unwrap(),
+        serde_json::to_value(s.household_detail(h).unwrap()).unwrap()
+    );
+    assert!(s.check_consistency().unwrap().is_empty());
+}
