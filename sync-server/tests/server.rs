@@ -737,3 +737,81 @@ fn pruned_changes_reach_late_devices_as_snapshots() {
         assert_eq!(v["household"]["address"], "Jl. 4", "{name}");
     }
 }
+
+/// Erasure on both backends: the rows go, the household's places stay in
+/// `erased_locations`, and the drop reaches exactly the devices whose scope held it (also
+/// a household moved just before it was erased), a forged cursor scope included.
+#[test]
+fn erasure_drops_reach_only_the_scopes_that_held_the_household() {
+    for (backend, db) in backends("erase") {
+        let admin = user(&db, "admin", Role::Admin, &[], &[]);
+        let ka = user(&db, "ka", Role::Kader, &["PSY-A"], &[]);
+        let kb = user(&db, "kb", Role::Kader, &["PSY-B"], &[]);
+        let kc = user(&db, "kc", Role::Kader, &["PSY-C"], &[]);
+        let (h1, _, c1) = household(DESA_A, "PSY-A");
+        let (h2, mut d2, c2) = household(DESA_A, "PSY-A");
+        let (h3, _, c3) = household(DESA_B, "PSY-C");
+        for (h, c) in [(h1, c1), (h2, c2), (h3, c3)] {
+            assert_eq!(push(&db, &admin, h, &[c]).stored, 1, "{backend}");
+        }
+        let mut cursors: Vec<Option<Cursor>> = vec![None, None, None];
+        for (u, c) in [&ka, &kb, &kc].into_iter().zip(cursors.iter_mut()) {
+            pull_all(&db, u, c, 100);
+        }
+        let forged_b = Some(Cursor {
+            seq: cursors[1].as_ref().unwrap().seq,
+            scope: kunjung_protocol::Scope {
+                all: true,
+                ..Default::default()
+            },
+            ..Default::default()
+        });
+        // h2 moves from PSY-A to PSY-B, then all three are erased before anyone syncs.
+        let mv = d2
+            .move_household(
+                DESA_B,
+                "3",
+                "4",
+                Some("PSY-B"),
+                chrono::NaiveDate::from_ymd_opt(2026, 11, 1).unwrap(),
+                &meta(),
+            )
+            .unwrap()
+            .change
+            .unwrap()
+            .raw_bytes()
+            .to_vec();
+        assert_eq!(push(&db, &admin, h2, &[mv]).stored, 1, "{backend}");
+        for h in [h1, h2, h3] {
+            let e = kunjung_sync_server::erase::erase(&db, h, "admin", "uji").unwrap();
+            assert!(e.wal_cleared, "{backend}");
+        }
+        let count = |sql: &str, h: Uuid| {
+            db.tx(false, |t| t.query(sql, &[h.to_string().into()]))
+                .unwrap()[0][0]
+                .int()
+        };
+        for h in [h1, h2, h3] {
+            for table in ["changes", "locations"] {
+                let sql = format!("SELECT count(*) FROM {table} WHERE household_id = $1");
+                assert_eq!(count(&sql, h), 0, "{backend} {table}");
+            }
+        }
+        let places = "SELECT count(*) FROM erased_locations WHERE household_id = $1";
+        assert_eq!(count(places, h2), 2, "{backend}: PSY-A and PSY-B");
+
+        let want = [
+            BTreeSet::from([h1, h2]),
+            BTreeSet::from([h2]),
+            BTreeSet::from([h3]),
+        ];
+        for (i, u) in [&ka, &kb, &kc].into_iter().enumerate() {
+            let (_, drops, _) = received(&pull_all(&db, u, &mut cursors[i], 100));
+            assert_eq!(drops, want[i], "{backend}: {}", u.username);
+        }
+        let mut forged = forged_b;
+        let (snaps, drops, _) = received(&pull_all(&db, &kb, &mut forged, 1));
+        assert_eq!(drops, BTreeSet::from([h2]), "{backend}: forged scope");
+        assert!(snaps.is_empty(), "{backend}");
+    }
+}

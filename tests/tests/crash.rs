@@ -140,22 +140,38 @@ fn server_killed_mid_commit(db_url: &str, rounds: usize, seed: u64) {
     assert_eq!(server_hashes(&db).len(), all.len());
     assert_eq!(server.metric("kunjung_change_sequence"), all.len() as i64);
     eprintln!(
-        "{}: {rounds} kills, {completed} syncs completed in between, {} changes",
+        "{}: {rounds} kills, {completed} syncs completed in between, {} changes, 0 lost, 0 duplicated",
         db.backend(),
         all.len()
     );
 }
 
+/// Kills per backend: `KUNJUNG_CRASH_KILLS` (the long run, `cargo xtask soak`), else the
+/// short default; `KUNJUNG_CRASH_SEED` varies the moments.
+fn kills(default: usize) -> (usize, u64) {
+    let n = std::env::var("KUNJUNG_CRASH_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default);
+    let seed = std::env::var("KUNJUNG_CRASH_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    (n, seed)
+}
+
 #[test]
 fn server_sigkill_mid_commit_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    server_killed_mid_commit(&sqlite_db(dir.path()), 8, 1);
+    let (n, seed) = kills(8);
+    server_killed_mid_commit(&sqlite_db(dir.path()), n, 1 + seed);
 }
 
 #[test]
 fn server_sigkill_mid_commit_postgres() {
     if let Some(db) = postgres_db("crash") {
-        server_killed_mid_commit(&db, 5, 2);
+        let (n, seed) = kills(5);
+        server_killed_mid_commit(&db, n, 2 + seed);
     }
 }
 

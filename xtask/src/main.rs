@@ -8,8 +8,8 @@
 //! - `bench-check` — the short bench check `test` runs (20 households on both systems).
 //! - `e2e [--no-build]` — the real app driven end to end under Xvfb (also part of `test`).
 //! - `appbench [--quick] [--no-build] [--runs N]` — the app's cold start and binary size.
-//! - `soak [--cases N] [--seed S]`, `fuzz [--secs N] [--target T]` — the long reliability
-//!   runs (issue 8, `docs/RELIABILITY.md`).
+//! - `soak [--cases N] [--kills K] [--seed S]`, `fuzz [--seconds N] [--target T]` — the
+//!   long reliability runs (issue 8, `docs/RELIABILITY.md`).
 //! - `load [first-sync]` — many devices syncing against a real server (SQLite, PostgreSQL);
 //!   `first-sync`: a new device's first sync of a 2,000-household village.
 
@@ -44,7 +44,7 @@ fn main() -> Result<()> {
         Some("schemathesis") => reliability::schemathesis(25),
         Some("load") => load::run(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask test [--no-lint] [--no-e2e] | demo | bench [--quick] | bench-check | bench-report [--households N] | e2e [--no-build] | appbench [--quick] [--no-build] [--runs N] | soak [--cases N] | fuzz [--secs N] | schemathesis | load [first-sync]");
+            eprintln!("usage: cargo xtask test [--no-lint] [--no-e2e] | demo | bench [--quick] | bench-check | bench-report [--households N] | e2e [--no-build] | appbench [--quick] [--no-build] [--runs N] | soak [--cases N] [--kills K] [--seed S] | fuzz [--seconds N] [--target T] | schemathesis | load [first-sync]");
             bail!("unknown command")
         }
     }

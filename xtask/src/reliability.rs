@@ -6,13 +6,14 @@
 //!   SQLite file with an admin account, and runs schemathesis over every operation of
 //!   `/v1/openapi.json` with the `not_a_server_error` check (no 5xx). Part of
 //!   `cargo xtask test`.
-//! - `fuzz [--secs N] [--target T]` — installs cargo-fuzz, builds the targets in `fuzz/`
+//! - `fuzz [--seconds N] [--target T]` — installs cargo-fuzz, builds the targets in `fuzz/`
 //!   on stable Rust with `RUSTC_BOOTSTRAP=1` (for cargo-fuzz's `-Z` flags) and runs each
 //!   for N seconds (default 300); a crash is copied to `fuzz/regressions/<target>/`, which
 //!   the normal test suite replays. `--secs` small is the short run of `cargo xtask test`.
-//! - `soak [--cases N] [--seed S]` — the convergence property test in release mode with N
-//!   cases (default 200,000) from base seed S (default: the time), then the fuzz
-//!   regression test with 100× its mutated inputs.
+//! - `soak [--cases N] [--kills K] [--seed S]` — the convergence property test in release
+//!   mode with N cases (default 200,000) from base seed S (default: the time); the server
+//!   SIGKILLed mid-commit K times (default 100) on SQLite and on a real PostgreSQL; then
+//!   the fuzz regression test with 100× its mutated inputs.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -237,7 +238,7 @@ pub fn fuzz(args: &[String]) -> Result<()> {
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
-            "--secs" => secs = it.next().context("--secs N")?.parse()?,
+            "--secs" | "--seconds" => secs = it.next().context("--seconds N")?.parse()?,
             "--target" => only = Some(it.next().context("--target NAME")?.clone()),
             other => bail!("fuzz: unknown argument {other}"),
         }
@@ -247,10 +248,9 @@ pub fn fuzz(args: &[String]) -> Result<()> {
     let fuzz_dir = root.join("fuzz");
     let env = [("RUSTC_BOOTSTRAP", "1")];
     let start = Instant::now();
-    // The fuzz crate is its own workspace; its lock file follows the main one.
-    if !fuzz_dir.join("Cargo.lock").exists() {
-        std::fs::copy(root.join("Cargo.lock"), fuzz_dir.join("Cargo.lock"))?;
-    }
+    // The fuzz crate is its own workspace; its lock file follows the main one (copied on
+    // every run, so it never drifts; not committed).
+    std::fs::copy(root.join("Cargo.lock"), fuzz_dir.join("Cargo.lock"))?;
     let fuzz_target_dir = root.join("target/fuzz");
     let td = fuzz_target_dir.to_str().unwrap_or_default().to_string();
     std::env::set_current_dir(&fuzz_dir)?;
@@ -342,9 +342,11 @@ pub fn fuzz(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// The long convergence run.
+/// The long runs: convergence, the server SIGKILLed mid-commit on SQLite and on a real
+/// PostgreSQL, and the stable mutation fuzzer.
 pub fn soak(args: &[String]) -> Result<()> {
     let mut cases = 200_000u64;
+    let mut kills = 100u64;
     let mut seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs()
@@ -353,6 +355,7 @@ pub fn soak(args: &[String]) -> Result<()> {
     while let Some(a) = it.next() {
         match a.as_str() {
             "--cases" => cases = it.next().context("--cases N")?.parse()?,
+            "--kills" => kills = it.next().context("--kills N")?.parse()?,
             "--seed" => seed = it.next().context("--seed S")?.parse()?,
             other => bail!("soak: unknown argument {other}"),
         }
@@ -381,6 +384,53 @@ pub fn soak(args: &[String]) -> Result<()> {
         ],
     )?;
     let conv = start.elapsed().as_secs_f64();
+
+    // The server SIGKILLed mid-commit, `kills` times on each backend (the test binaries
+    // start the debug server and client, so build those first: not stale).
+    let t0 = Instant::now();
+    sh::run(
+        "cargo",
+        &[
+            "build",
+            "-q",
+            "--workspace",
+            "--bin",
+            "kunjung-server",
+            "--bin",
+            "kunjung",
+        ],
+        &[],
+    )?;
+    let pg = crate::pg::Postgres::start()?;
+    let url = pg.url();
+    let k = kills.to_string();
+    let crash_seed = (seed % 1_000_000_007).to_string();
+    let r = sh::run(
+        "cargo",
+        &[
+            "test",
+            "-p",
+            "kunjung-tests",
+            "--test",
+            "crash",
+            "server_sigkill",
+            "--",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ],
+        &[
+            ("KUNJUNG_TEST_POSTGRES", url.as_str()),
+            ("KUNJUNG_REQUIRE_POSTGRES", "1"),
+            ("KUNJUNG_CRASH_KILLS", k.as_str()),
+            ("KUNJUNG_CRASH_SEED", crash_seed.as_str()),
+        ],
+    );
+    drop(pg);
+    r?;
+    let crash = t0.elapsed().as_secs_f64();
+
+    let t0 = Instant::now();
     sh::run(
         "cargo",
         &[
@@ -396,7 +446,8 @@ pub fn soak(args: &[String]) -> Result<()> {
         &[("KUNJUNG_FUZZ_ITERS", "300000")],
     )?;
     eprintln!(
-        "xtask: soak: {cases} convergence cases in {conv:.0} s, then 300,000 mutated inputs per fuzz target; total {:.0} s",
+        "xtask: soak: {cases} convergence cases in {conv:.0} s; {kills} server kills on SQLite and {kills} on PostgreSQL in {crash:.0} s; 300,000 mutated inputs per fuzz target in {:.0} s; total {:.0} s",
+        t0.elapsed().as_secs_f64(),
         start.elapsed().as_secs_f64()
     );
     Ok(())
