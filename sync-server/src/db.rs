@@ -332,7 +332,8 @@ CREATE INDEX IF NOT EXISTS changes_household ON changes(household_id, seq);
 CREATE TABLE IF NOT EXISTS households(
     id TEXT PRIMARY KEY, area_code TEXT NOT NULL, posyandu_id TEXT,
     created_seq BIGINT NOT NULL, last_seq BIGINT NOT NULL, move_seq BIGINT NOT NULL,
-    snapshot BLOB NOT NULL, snapshot_seq BIGINT NOT NULL, pending BIGINT NOT NULL);
+    snapshot BLOB NOT NULL, snapshot_seq BIGINT NOT NULL, pending BIGINT NOT NULL,
+    actors TEXT);
 CREATE INDEX IF NOT EXISTS households_last ON households(last_seq);
 CREATE INDEX IF NOT EXISTS households_posyandu ON households(posyandu_id, id);
 CREATE INDEX IF NOT EXISTS households_area ON households(area_code, id);
@@ -401,12 +402,39 @@ impl Db {
         } else {
             return Err(DbError::BadUrl(url.to_string()));
         };
+        db.migrate()?;
         // Tables of the reliability and data-protection modules (issue 8).
         crate::erase::init(&db)?;
         crate::audit::init(&db)?;
         // Made here too (not only on a first report) so erasure can always clear it.
         crate::report::ensure_table(&db)?;
         Ok(db)
+    }
+
+    /// Columns added since a table was first made: `households.actors` (the highest
+    /// change sequence number per actor, for pushes stored from their headers).
+    fn migrate(&self) -> Result<(), DbError> {
+        match self {
+            Db::Sqlite { conn, .. } => {
+                let c = conn.lock().unwrap_or_else(|e| e.into_inner());
+                let has: i64 = c.query_row(
+                    "SELECT count(*) FROM pragma_table_info('households') WHERE name = 'actors'",
+                    [],
+                    |r| r.get(0),
+                )?;
+                if has == 0 {
+                    c.execute_batch("ALTER TABLE households ADD COLUMN actors TEXT")?;
+                }
+                Ok(())
+            }
+            Db::Postgres { .. } => self.tx(false, |t| {
+                t.exec(
+                    "ALTER TABLE households ADD COLUMN IF NOT EXISTS actors TEXT",
+                    &[],
+                )
+                .map(|_| ())
+            }),
+        }
     }
 
     /// This database's random identity (made on first use, kept by backup and restore).

@@ -59,6 +59,10 @@ pub struct AppState {
     pub timeout: Duration,
     /// Materialised household documents kept between pushes.
     pub docs: sync::DocCache,
+    /// Audit events of syncs, committed in groups.
+    pub audit: crate::audit::GroupWriter,
+    /// Households written by fast-path pushes, for the background compactor.
+    pub dirty: sync::Dirty,
 }
 
 impl AppState {
@@ -70,6 +74,8 @@ impl AppState {
             metrics: Metrics::default(),
             timeout: Duration::from_secs(60),
             docs: sync::DocCache::default(),
+            audit: Default::default(),
+            dirty: Default::default(),
         }))
     }
 }
@@ -351,7 +357,9 @@ async fn sync_handler(
         let user = authenticate(st, &token)?;
         let req: SyncRequest = kunjung_protocol::decode(&bytes)?;
         let (resp, pushed, pulled) = sync::sync_cached(&st.db, &st.docs, &user, &req)?;
-        crate::audit::record(&st.db, &crate::audit::sync_events(&user, &req, &resp));
+        st.dirty.note(&pushed.written);
+        st.audit
+            .record(&st.db, crate::audit::sync_events(&user, &req, &resp));
         let m = &st.metrics;
         m.changes_pushed
             .fetch_add(pushed.stored as u64, Ordering::Relaxed);
@@ -549,6 +557,7 @@ pub async fn serve(state: Arc<AppState>, listen: &str) -> std::io::Result<()> {
     println!("listening on http://{addr}");
     use std::io::Write;
     std::io::stdout().flush()?;
+    sync::spawn_compactor(state.clone());
     let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async {

@@ -260,6 +260,9 @@ struct Device {
     next: usize,
     /// Pushed but not yet acknowledged.
     unacked: Vec<HouseholdChanges>,
+    /// Hashes of the prepared changes by their bytes, so a sync's receipt is checked
+    /// without parsing its changes again (the generator shares the server's cores).
+    hash_of: HashMap<Vec<u8>, Vec<u8>>,
     /// Acknowledged changes by hash: household and bytes.
     acked: HashMap<Vec<u8>, Acked>,
     /// Snapshots and changes received, per household, in order.
@@ -337,7 +340,13 @@ impl Device {
             .changes
             .iter()
             .flat_map(|g| g.changes.iter().map(|c| (g.household_id, c)))
-            .map(|(h, c)| (change_hash(c), (h, c.to_vec())))
+            .map(|(h, c)| {
+                let hash = match self.hash_of.get(c.as_slice()) {
+                    Some(x) => x.clone(),
+                    None => change_hash(c),
+                };
+                (hash, (h, c.to_vec()))
+            })
             .collect();
         ensure!(
             resp.rejected.is_empty(),
@@ -443,6 +452,7 @@ fn prepare_batches(
     user: &str,
     count: usize,
     rng: &mut ChaCha8Rng,
+    hash_of: &mut HashMap<Vec<u8>, Vec<u8>>,
 ) -> Result<Vec<Vec<HouseholdChanges>>> {
     let mut docs: Vec<HouseholdDoc> = base
         .iter()
@@ -496,6 +506,7 @@ fn prepare_batches(
                 // A member the rules refuse (e.g. not visitable now) is skipped.
                 if let Ok(w) = w {
                     if let Some(c) = w.change {
+                        hash_of.insert(c.raw_bytes().to_vec(), c.hash().0.to_vec());
                         changes.push(ByteBuf::from(c.raw_bytes().to_vec()));
                         left -= 1;
                     }
@@ -583,6 +594,7 @@ pub fn run_on(
             batches: Vec::new(),
             next: 0,
             unacked: Vec::new(),
+            hash_of: HashMap::new(),
             acked: HashMap::new(),
             received: BTreeMap::new(),
             latencies: Vec::new(),
@@ -659,7 +671,13 @@ pub fn run_on(
                         let p = i / cfg.per_posyandu;
                         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ (i as u64) << 8);
                         d.batches = prepare_batches(
-                            cfg, &base[p], &actors[i], &d.user, per_device, &mut rng,
+                            cfg,
+                            &base[p],
+                            &actors[i],
+                            &d.user,
+                            per_device,
+                            &mut rng,
+                            &mut d.hash_of,
                         )?;
                     }
                     Ok(())
@@ -1007,6 +1025,7 @@ pub fn first_sync(bin: &Path, n: usize, verbose: bool) -> Result<FirstSync> {
         batches: Vec::new(),
         next: 0,
         unacked: Vec::new(),
+        hash_of: HashMap::new(),
         acked: HashMap::new(),
         received: BTreeMap::new(),
         latencies: Vec::new(),
