@@ -557,6 +557,7 @@ pub async fn serve(state: Arc<AppState>, listen: &str) -> std::io::Result<()> {
     println!("listening on http://{addr}");
     use std::io::Write;
     std::io::stdout().flush()?;
+    state.db.spawn_checkpointer();
     sync::spawn_compactor(state.clone());
     let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)

@@ -256,15 +256,48 @@ fn note_actor(seqs: &mut ActorSeqs, c: &automerge::Change) {
     *e = (*e).max(c.seq());
 }
 
-/// Which household a stored change belongs to, if stored.
-fn stored_household(t: &mut dyn Sql, hash: &[u8]) -> Result<Option<String>, ServerError> {
-    Ok(t.query(
-        "SELECT household_id FROM changes WHERE hash = $1",
-        &[hash.to_vec().into()],
-    )?
-    .into_iter()
-    .next()
-    .map(|r| r[0].text().unwrap_or_default().to_string()))
+/// Which household each stored change among a push's hashes and dependencies belongs
+/// to, looked up in a few queries up front (one per 64 hashes) and kept up to date as
+/// the push stores changes.
+struct Stored(std::collections::HashMap<Vec<u8>, String>);
+
+/// Placeholders per lookup query: a fixed count (padded), so one prepared statement serves.
+const LOOKUP_CHUNK: usize = 64;
+
+impl Stored {
+    fn fetch(t: &mut dyn Sql, groups: &[Prepared]) -> Result<Stored, ServerError> {
+        let mut want: std::collections::BTreeSet<Vec<u8>> = Default::default();
+        for g in groups {
+            for c in g.changes.iter().flatten() {
+                want.insert(c.hash().0.to_vec());
+                want.extend(c.deps().iter().map(|d| d.0.to_vec()));
+            }
+        }
+        let want: Vec<Vec<u8>> = want.into_iter().collect();
+        let ph: Vec<String> = (1..=LOOKUP_CHUNK).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT hash, household_id FROM changes WHERE hash IN ({})",
+            ph.join(", ")
+        );
+        let mut map = std::collections::HashMap::new();
+        for chunk in want.chunks(LOOKUP_CHUNK) {
+            let mut params: Vec<Value> = chunk.iter().map(|h| h.clone().into()).collect();
+            while params.len() < LOOKUP_CHUNK {
+                params.push(chunk[0].clone().into());
+            }
+            for r in t.query(&sql, &params)? {
+                map.insert(
+                    r[0].blob().to_vec(),
+                    r[1].text().unwrap_or_default().to_string(),
+                );
+            }
+        }
+        Ok(Stored(map))
+    }
+
+    fn household(&self, hash: &[u8]) -> Option<&str> {
+        self.0.get(hash).map(String::as_str)
+    }
 }
 
 /// Stores the pushed changes the user may write. Runs inside a serialized transaction.
@@ -298,6 +331,7 @@ fn next_seqs(t: &mut dyn Sql, n: i64) -> Result<i64, ServerError> {
 }
 
 /// Appends changes to the log with the sequence numbers ending at `last`.
+#[allow(clippy::too_many_arguments)]
 fn append(
     t: &mut dyn Sql,
     user: &User,
@@ -306,11 +340,13 @@ fn append(
     last: i64,
     now: i64,
     out: &mut PushOutcome,
+    stored: &mut Stored,
 ) -> Result<(), ServerError> {
     let mut seq = last - ready.len() as i64;
     let key = id.to_string();
     for c in ready {
         seq += 1;
+        stored.0.insert(c.hash().0.to_vec(), key.clone());
         t.exec(
             "INSERT INTO changes(seq, hash, household_id, device, username, bytes, received_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -339,6 +375,7 @@ const MISSING_DEPS: &str =
 /// index row, then appended. Gives the changes back (nothing written) when the household
 /// needs the slow path after all (an index row from before `actors` was kept, or a change
 /// Automerge would refuse as a fork).
+#[allow(clippy::too_many_arguments)]
 fn push_fast(
     t: &mut dyn Sql,
     user: &User,
@@ -347,6 +384,7 @@ fn push_fast(
     new: Vec<automerge::Change>,
     now: i64,
     out: &mut PushOutcome,
+    stored: &mut Stored,
 ) -> Result<Option<Vec<automerge::Change>>, ServerError> {
     let Some(mut seqs) = actor_seqs_of(row.actors.as_deref()) else {
         return Ok(Some(new));
@@ -366,7 +404,7 @@ fn push_fast(
                 if known.contains(d) {
                     continue;
                 }
-                if stored_household(t, &d.0)?.as_deref() == Some(key.as_str()) {
+                if stored.household(&d.0) == Some(key.as_str()) {
                     known.insert(*d);
                 } else {
                     ok = false;
@@ -410,7 +448,7 @@ fn push_fast(
     let ready: Vec<automerge::Change> = order.iter().filter_map(|&i| slots[i].take()).collect();
     let n = ready.len() as i64;
     let last = next_seqs(t, n)?;
-    append(t, user, id, &ready, last, now, out)?;
+    append(t, user, id, &ready, last, now, out, stored)?;
     t.exec(
         "UPDATE households SET last_seq = $2, pending = pending + $3, actors = $4 WHERE id = $1",
         &[
@@ -434,6 +472,7 @@ pub fn push_prepared(
     let scope = user.scope();
     let mut out = PushOutcome::default();
     let now = now_ms();
+    let mut stored = Stored::fetch(t, groups)?;
     for g in groups {
         let id = g.household_id;
         let parsed = match &g.changes {
@@ -470,7 +509,7 @@ pub fn push_prepared(
         let mut new: Vec<automerge::Change> = Vec::new();
         for ch in parsed {
             let h = ch.hash().0.to_vec();
-            if let Some(other) = stored_household(t, &h)? {
+            if let Some(other) = stored.household(&h) {
                 if other == id.to_string() {
                     out.acked.push(h);
                 } else {
@@ -492,12 +531,23 @@ pub fn push_prepared(
             continue;
         }
         if let (Some(r), true) = (&row, g.record_only) {
-            match push_fast(t, user, id, r, new, now, &mut out)? {
+            match push_fast(t, user, id, r, new, now, &mut out, &mut stored)? {
                 None => continue,
                 Some(back) => new = back,
             }
         }
-        if let Some(k) = push_slow(t, user, &scope, id, row, new, cache, now, &mut out)? {
+        if let Some(k) = push_slow(
+            t,
+            user,
+            &scope,
+            id,
+            row,
+            new,
+            cache,
+            now,
+            &mut out,
+            &mut stored,
+        )? {
             keep.push(k);
         }
     }
@@ -518,6 +568,7 @@ fn push_slow(
     cache: &DocCache,
     now: i64,
     out: &mut PushOutcome,
+    stored: &mut Stored,
 ) -> Result<Option<Kept>, ServerError> {
     let applied = match &row {
         Some(r) => {
@@ -611,7 +662,7 @@ fn push_slow(
     let seqs = serde_json::to_string(&seqs).unwrap_or_default();
     let n = ready.len() as i64;
     let last = next_seqs(t, n)?;
-    append(t, user, id, &ready, last, now, out)?;
+    append(t, user, id, &ready, last, now, out, stored)?;
     let mut compact = false;
     match row {
         None => {

@@ -110,6 +110,8 @@ pub struct Report {
     pub server_cpu_s: f64,
     pub db_cpu_s: f64,
     pub server_cpu_ms_per_sync: f64,
+    /// CPU of this load generator per sync (it shares the machine's cores).
+    pub generator_cpu_ms_per_sync: f64,
     pub bytes_sent: u64,
     pub bytes_received: u64,
     pub server_rss_mb: f64,
@@ -702,6 +704,7 @@ pub fn run_on(
 
     // The run.
     let cpu0 = cpu_seconds(server.pid());
+    let gen0 = cpu_seconds(std::process::id());
     let db0 = db_root_pid.map(tree_cpu_seconds).unwrap_or(0.0);
     let start = Instant::now() + Duration::from_millis(200);
     let deadline = start + Duration::from_secs_f64(cfg.seconds);
@@ -735,6 +738,7 @@ pub fn run_on(
     });
     let elapsed = start.elapsed().as_secs_f64();
     let server_cpu = cpu_seconds(server.pid()) - cpu0;
+    let gen_cpu = cpu_seconds(std::process::id()) - gen0;
     let db_cpu = db_root_pid.map(tree_cpu_seconds).unwrap_or(0.0) - db0;
     let syncs = syncs.load(Ordering::Relaxed);
     let server_rss = rss_mb(server.pid());
@@ -858,6 +862,11 @@ pub fn run_on(
         } else {
             0.0
         },
+        generator_cpu_ms_per_sync: if syncs > 0 {
+            gen_cpu * 1000.0 / syncs as f64
+        } else {
+            0.0
+        },
         bytes_sent: devices.iter().map(|d| d.sent).sum(),
         bytes_received: devices.iter().map(|d| d.got).sum(),
         server_rss_mb: server_rss,
@@ -937,11 +946,11 @@ pub fn run(args: &[String]) -> Result<()> {
         let db = format!("{}?schema=load", pg.url());
         reports.push(run_on(&cfg, &bin, &db, pg.postmaster_pid())?);
     }
-    println!("| backend | devices | offered/s | syncs/s | p50 ms | p99 ms | max ms | errors | server CPU ms/sync | server RSS MB | lost | duplicated | diverged |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| backend | devices | offered/s | syncs/s | p50 ms | p99 ms | max ms | errors | server CPU ms/sync | generator CPU ms/sync | server RSS MB | lost | duplicated | diverged |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in &reports {
         println!(
-            "| {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {:.2} | {:.0} | {} | {} | {} |",
+            "| {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {:.2} | {:.2} | {:.0} | {} | {} | {} |",
             r.backend,
             r.devices,
             r.offered_rate,
@@ -951,6 +960,7 @@ pub fn run(args: &[String]) -> Result<()> {
             r.max_ms,
             r.errors,
             r.server_cpu_ms_per_sync,
+            r.generator_cpu_ms_per_sync,
             r.server_rss_mb,
             r.lost,
             r.duplicated,
