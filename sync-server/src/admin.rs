@@ -162,7 +162,7 @@ pub fn compact(db: &Db) -> Result<usize, ServerError> {
 pub fn prune(db: &Db, older_than_days: u32) -> Result<(u64, u64), ServerError> {
     let cutoff = crate::auth::now_ms() - i64::from(older_than_days) * 24 * 3600 * 1000;
     db.tx(true, |t| {
-        let cond = "length(bytes) > 0 AND received_at < $1
+        let cond = "length(bytes) > 0 AND received_at <= $1
              AND seq <= (SELECT h.snapshot_seq FROM households h WHERE h.id = changes.household_id)";
         let r = t.query(
             &format!("SELECT count(*), coalesce(sum(length(bytes)), 0) FROM changes WHERE {cond}"),

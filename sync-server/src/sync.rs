@@ -1443,7 +1443,7 @@ pub fn spawn_compactor(st: std::sync::Arc<crate::http::AppState>) {
                 }
             }
             // The most pending first.
-            due.sort_by(|a, b| b.0.cmp(&a.0));
+            due.sort_by_key(|d| std::cmp::Reverse(d.0));
             for (_, id) in due {
                 let t0 = std::time::Instant::now();
                 if let Err(e) = compact_household(&st.db, id) {
