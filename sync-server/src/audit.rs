@@ -68,20 +68,48 @@ impl Event {
     }
 }
 
+/// Rows per multi-row insert (a fixed count, so one prepared statement serves; the rest go
+/// one by one).
+const INSERT_CHUNK: usize = 16;
+
 /// Appends events inside an open transaction.
 pub fn write(t: &mut dyn Sql, events: &[Event]) -> Result<(), DbError> {
-    for e in events {
-        t.exec(
-            "INSERT INTO audit(at, username, device, action, household_id, detail) VALUES ($1, $2, $3, $4, $5, $6)",
-            &[
-                e.at_ms.into(),
-                e.username.as_str().into(),
-                e.device.as_str().into(),
-                e.action.as_str().into(),
-                e.household_id.map(|h| h.to_string()).into(),
-                e.detail.as_str().into(),
-            ],
-        )?;
+    let row = |e: &Event| -> [Value; 6] {
+        [
+            e.at_ms.into(),
+            e.username.as_str().into(),
+            e.device.as_str().into(),
+            e.action.as_str().into(),
+            e.household_id.map(|h| h.to_string()).into(),
+            e.detail.as_str().into(),
+        ]
+    };
+    let values = |n: usize| -> String {
+        (0..n)
+            .map(|r| {
+                let p: Vec<String> = (1..=6).map(|c| format!("${}", r * 6 + c)).collect();
+                format!("({})", p.join(", "))
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut chunks = events.chunks_exact(INSERT_CHUNK);
+    if events.len() >= INSERT_CHUNK {
+        let sql = format!(
+            "INSERT INTO audit(at, username, device, action, household_id, detail) VALUES {}",
+            values(INSERT_CHUNK)
+        );
+        for chunk in &mut chunks {
+            let params: Vec<Value> = chunk.iter().flat_map(row).collect();
+            t.exec(&sql, &params)?;
+        }
+    }
+    let single = format!(
+        "INSERT INTO audit(at, username, device, action, household_id, detail) VALUES {}",
+        values(1)
+    );
+    for e in chunks.remainder() {
+        t.exec(&single, &row(e))?;
     }
     Ok(())
 }
