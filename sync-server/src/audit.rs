@@ -68,20 +68,48 @@ impl Event {
     }
 }
 
+/// Rows per multi-row insert (a fixed count, so one prepared statement serves; the rest go
+/// one by one).
+const INSERT_CHUNK: usize = 16;
+
 /// Appends events inside an open transaction.
 pub fn write(t: &mut dyn Sql, events: &[Event]) -> Result<(), DbError> {
-    for e in events {
-        t.exec(
-            "INSERT INTO audit(at, username, device, action, household_id, detail) VALUES ($1, $2, $3, $4, $5, $6)",
-            &[
-                e.at_ms.into(),
-                e.username.as_str().into(),
-                e.device.as_str().into(),
-                e.action.as_str().into(),
-                e.household_id.map(|h| h.to_string()).into(),
-                e.detail.as_str().into(),
-            ],
-        )?;
+    let row = |e: &Event| -> [Value; 6] {
+        [
+            e.at_ms.into(),
+            e.username.as_str().into(),
+            e.device.as_str().into(),
+            e.action.as_str().into(),
+            e.household_id.map(|h| h.to_string()).into(),
+            e.detail.as_str().into(),
+        ]
+    };
+    let values = |n: usize| -> String {
+        (0..n)
+            .map(|r| {
+                let p: Vec<String> = (1..=6).map(|c| format!("${}", r * 6 + c)).collect();
+                format!("({})", p.join(", "))
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut chunks = events.chunks_exact(INSERT_CHUNK);
+    if events.len() >= INSERT_CHUNK {
+        let sql = format!(
+            "INSERT INTO audit(at, username, device, action, household_id, detail) VALUES {}",
+            values(INSERT_CHUNK)
+        );
+        for chunk in &mut chunks {
+            let params: Vec<Value> = chunk.iter().flat_map(row).collect();
+            t.exec(&sql, &params)?;
+        }
+    }
+    let single = format!(
+        "INSERT INTO audit(at, username, device, action, household_id, detail) VALUES {}",
+        values(1)
+    );
+    for e in chunks.remainder() {
+        t.exec(&single, &row(e))?;
     }
     Ok(())
 }
@@ -94,6 +122,59 @@ pub fn record(db: &Db, events: &[Event]) {
     }
     if let Err(e) = db.tx(false, |t| write(t, events)) {
         tracing::error!(error = %e, "audit log write failed");
+    }
+}
+
+/// Group commit for the audit log: concurrent requests hand their events to whichever of
+/// them is writing, and each returns once a transaction holding its events has committed
+/// — so an answer is still sent only after its events are stored, but many requests share
+/// one transaction (one commit instead of one per sync).
+#[derive(Default)]
+pub struct GroupWriter {
+    state: std::sync::Mutex<GroupState>,
+    done: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct GroupState {
+    queue: Vec<Event>,
+    /// The batch that events join now; batches up to `committed` are written.
+    open: u64,
+    committed: u64,
+    writing: bool,
+}
+
+impl GroupWriter {
+    /// Appends events; returns once they are committed (a failure is logged, as in
+    /// [`record`]).
+    pub fn record(&self, db: &Db, events: Vec<Event>) {
+        if events.is_empty() {
+            return;
+        }
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.queue.extend(events);
+        let mine = st.open + 1;
+        loop {
+            if st.committed >= mine {
+                return;
+            }
+            if !st.writing {
+                st.writing = true;
+                st.open += 1;
+                let batch = st.open;
+                let events = std::mem::take(&mut st.queue);
+                drop(st);
+                if let Err(e) = db.tx(false, |t| write(t, &events)) {
+                    tracing::error!(error = %e, "audit log write failed");
+                }
+                st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                st.committed = batch;
+                st.writing = false;
+                self.done.notify_all();
+            } else {
+                st = self.done.wait(st).unwrap_or_else(|e| e.into_inner());
+            }
+        }
     }
 }
 

@@ -59,6 +59,10 @@ pub struct AppState {
     pub timeout: Duration,
     /// Materialised household documents kept between pushes.
     pub docs: sync::DocCache,
+    /// Audit events of syncs, committed in groups.
+    pub audit: crate::audit::GroupWriter,
+    /// Households written by fast-path pushes, for the background compactor.
+    pub dirty: sync::Dirty,
     /// SHA-256 of the scrape token `/metrics` also accepts besides an admin's token
     /// (env `KUNJUNG_METRICS_TOKEN`, at least 16 characters; unset: admins only).
     pub metrics_token: Option<Vec<u8>>,
@@ -90,6 +94,8 @@ impl AppState {
             timeout: Duration::from_secs(60),
             docs: sync::DocCache::default(),
             metrics_token: metrics_token_from_env(),
+            audit: Default::default(),
+            dirty: Default::default(),
         }))
     }
 }
@@ -376,7 +382,9 @@ async fn sync_handler(
         let user = authenticate(st, &token)?;
         let req: SyncRequest = kunjung_protocol::decode(&bytes)?;
         let (resp, pushed, pulled) = sync::sync_cached(&st.db, &st.docs, &user, &req)?;
-        crate::audit::record(&st.db, &crate::audit::sync_events(&user, &req, &resp));
+        st.dirty.note(&pushed.written);
+        st.audit
+            .record(&st.db, crate::audit::sync_events(&user, &req, &resp));
         let m = &st.metrics;
         m.changes_pushed
             .fetch_add(pushed.stored as u64, Ordering::Relaxed);
@@ -597,6 +605,8 @@ pub async fn serve(state: Arc<AppState>, listen: &str) -> std::io::Result<()> {
     println!("listening on http://{addr}");
     use std::io::Write;
     std::io::stdout().flush()?;
+    state.db.spawn_checkpointer();
+    sync::spawn_compactor(state.clone());
     let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async {

@@ -23,8 +23,9 @@ use crate::auth::{now_ms, User};
 use crate::db::{Sql, Value};
 use crate::error::ServerError;
 
-/// Pending changes folded into a household's stored snapshot once this many accumulate.
-const COMPACT_AFTER: i64 = 16;
+/// Pending changes folded into a household's stored snapshot once this many accumulate
+/// (by the push that reaches it on the slow path, else by the background compactor).
+pub const COMPACT_AFTER: i64 = 16;
 /// Households per page unless the device asks for fewer.
 pub const DEFAULT_PAGE: u32 = 500;
 pub const MAX_PAGE: u32 = 2000;
@@ -37,6 +38,8 @@ pub struct PushOutcome {
     pub acked: Vec<Vec<u8>>,
     pub rejected: Vec<Rejected>,
     pub stored: usize,
+    /// Households that got new changes.
+    pub written: Vec<Uuid>,
 }
 
 struct HouseholdRow {
@@ -47,12 +50,14 @@ struct HouseholdRow {
     move_seq: i64,
     snapshot_seq: i64,
     pending: i64,
+    /// [`ActorSeqs`] as JSON; none for rows kept before it was.
+    actors: Option<String>,
 }
 
 /// A household's index row (without its snapshot, which only some paths need).
 fn household_row(t: &mut dyn Sql, id: Uuid) -> Result<Option<HouseholdRow>, ServerError> {
     let rows = t.query(
-        "SELECT area_code, posyandu_id, created_seq, last_seq, move_seq, snapshot_seq, pending
+        "SELECT area_code, posyandu_id, created_seq, last_seq, move_seq, snapshot_seq, pending, actors
          FROM households WHERE id = $1",
         &[id.to_string().into()],
     )?;
@@ -64,6 +69,7 @@ fn household_row(t: &mut dyn Sql, id: Uuid) -> Result<Option<HouseholdRow>, Serv
         move_seq: r[4].int(),
         snapshot_seq: r[5].int(),
         pending: r[6].int(),
+        actors: r[7].text().map(String::from),
     }))
 }
 
@@ -175,13 +181,132 @@ fn reject(out: &mut PushOutcome, id: Uuid, hash: Option<Vec<u8>>, code: &str, me
     });
 }
 
+/// Map keys whose change may move a household or touch its identity or layout: a change
+/// with an op on one of them, on the document root, or inside a list or text, goes
+/// through the household's document (the slow path).
+const DOCUMENT_KEYS: &[&str] = &[
+    "id",
+    "area_code",
+    "posyandu_id",
+    "household",
+    "members",
+    "visits",
+    "referrals",
+    "reviews",
+    "schema",
+];
+
+/// Whether a change only writes fields of records below the document's top level (a new
+/// visit, an edited field): it cannot move the household, change its id or bring in
+/// another household's history, so it is stored from its header alone (the fast path).
+fn record_only(c: &automerge::Change) -> bool {
+    use automerge::legacy::{Key, ObjectId};
+    c.author().is_none()
+        && c.decode().operations.iter().all(|op| {
+            matches!(op.obj, ObjectId::Id(_))
+                && matches!(&op.key, Key::Map(k) if !DOCUMENT_KEYS.contains(&k.as_str()))
+        })
+}
+
+/// One household's pushed changes, parsed and classified before the write transaction.
+pub struct Prepared {
+    pub household_id: Uuid,
+    /// The parsed changes, or why one of them is corrupt.
+    changes: Result<Vec<automerge::Change>, String>,
+    /// Every change is [`record_only`].
+    record_only: bool,
+}
+
+/// Parses and classifies pushed changes (CPU work, done outside the write lock).
+pub fn prepare(groups: &[HouseholdChanges]) -> Vec<Prepared> {
+    groups
+        .iter()
+        .map(|g| {
+            let mut parsed = Vec::with_capacity(g.changes.len());
+            let mut corrupt = None;
+            for c in &g.changes {
+                match kunjung_core::doc::parse_change(c) {
+                    Ok(ch) => parsed.push(ch),
+                    Err(e) => corrupt = Some(e.to_string()),
+                }
+            }
+            let record = corrupt.is_none() && parsed.iter().all(record_only);
+            Prepared {
+                household_id: g.household_id,
+                changes: match corrupt {
+                    Some(e) => Err(e),
+                    None => Ok(parsed),
+                },
+                record_only: record,
+            }
+        })
+        .collect()
+}
+
+/// Highest change sequence number per actor (hex) of a household: a pushed change whose
+/// actor already has its sequence number is a fork Automerge would refuse.
+type ActorSeqs = std::collections::BTreeMap<String, u64>;
+
+fn actor_seqs_of(text: Option<&str>) -> Option<ActorSeqs> {
+    text.and_then(|t| serde_json::from_str(t).ok())
+}
+
+fn note_actor(seqs: &mut ActorSeqs, c: &automerge::Change) {
+    let e = seqs.entry(c.actor_id().to_hex_string()).or_insert(0);
+    *e = (*e).max(c.seq());
+}
+
+/// Which household each stored change among a push's hashes and dependencies belongs
+/// to, looked up in a few queries up front (one per 64 hashes) and kept up to date as
+/// the push stores changes.
+struct Stored(std::collections::HashMap<Vec<u8>, String>);
+
+/// Placeholders per lookup query: a fixed count (padded), so one prepared statement serves.
+const LOOKUP_CHUNK: usize = 64;
+
+impl Stored {
+    fn fetch(t: &mut dyn Sql, groups: &[Prepared]) -> Result<Stored, ServerError> {
+        let mut want: std::collections::BTreeSet<Vec<u8>> = Default::default();
+        for g in groups {
+            for c in g.changes.iter().flatten() {
+                want.insert(c.hash().0.to_vec());
+                want.extend(c.deps().iter().map(|d| d.0.to_vec()));
+            }
+        }
+        let want: Vec<Vec<u8>> = want.into_iter().collect();
+        let ph: Vec<String> = (1..=LOOKUP_CHUNK).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT hash, household_id FROM changes WHERE hash IN ({})",
+            ph.join(", ")
+        );
+        let mut map = std::collections::HashMap::new();
+        for chunk in want.chunks(LOOKUP_CHUNK) {
+            let mut params: Vec<Value> = chunk.iter().map(|h| h.clone().into()).collect();
+            while params.len() < LOOKUP_CHUNK {
+                params.push(chunk[0].clone().into());
+            }
+            for r in t.query(&sql, &params)? {
+                map.insert(
+                    r[0].blob().to_vec(),
+                    r[1].text().unwrap_or_default().to_string(),
+                );
+            }
+        }
+        Ok(Stored(map))
+    }
+
+    fn household(&self, hash: &[u8]) -> Option<&str> {
+        self.0.get(hash).map(String::as_str)
+    }
+}
+
 /// Stores the pushed changes the user may write. Runs inside a serialized transaction.
 pub fn push(
     t: &mut dyn Sql,
     user: &User,
     groups: &[HouseholdChanges],
 ) -> Result<PushOutcome, ServerError> {
-    let (out, _) = push_cached(t, user, groups, &DocCache::new(0))?;
+    let (out, _) = push_prepared(t, user, &prepare(groups), &DocCache::new(0))?;
     Ok(out)
 }
 
@@ -193,25 +318,170 @@ pub fn push_cached(
     groups: &[HouseholdChanges],
     cache: &DocCache,
 ) -> Result<(PushOutcome, Vec<Kept>), ServerError> {
+    push_prepared(t, user, &prepare(groups), cache)
+}
+
+/// Assigns `n` sequence numbers under the counter's lock; returns the last one.
+fn next_seqs(t: &mut dyn Sql, n: i64) -> Result<i64, ServerError> {
+    Ok(t.query(
+        "UPDATE counters SET value = value + $1 WHERE name = 'seq' RETURNING value",
+        &[n.into()],
+    )?[0][0]
+        .int())
+}
+
+/// Appends changes to the log with the sequence numbers ending at `last`.
+#[allow(clippy::too_many_arguments)]
+fn append(
+    t: &mut dyn Sql,
+    user: &User,
+    id: Uuid,
+    ready: &[automerge::Change],
+    last: i64,
+    now: i64,
+    out: &mut PushOutcome,
+    stored: &mut Stored,
+) -> Result<(), ServerError> {
+    let mut seq = last - ready.len() as i64;
+    let key = id.to_string();
+    for c in ready {
+        seq += 1;
+        stored.0.insert(c.hash().0.to_vec(), key.clone());
+        t.exec(
+            "INSERT INTO changes(seq, hash, household_id, device, username, bytes, received_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[
+                seq.into(),
+                c.hash().0.to_vec().into(),
+                key.as_str().into(),
+                user.device.as_str().into(),
+                user.username.as_str().into(),
+                c.raw_bytes().to_vec().into(),
+                now.into(),
+            ],
+        )?;
+        out.acked.push(c.hash().0.to_vec());
+    }
+    out.stored += ready.len();
+    out.written.push(id);
+    Ok(())
+}
+
+const MISSING_DEPS: &str =
+    "perubahan sebelumnya belum diterima server; kirim ulang nanti (earlier changes missing; retry)";
+
+/// The fast path for an existing household whose new changes are all [`record_only`]:
+/// dependencies checked against the log, actor sequence numbers against the household's
+/// index row, then appended. Gives the changes back (nothing written) when the household
+/// needs the slow path after all (an index row from before `actors` was kept, or a change
+/// Automerge would refuse as a fork).
+#[allow(clippy::too_many_arguments)]
+fn push_fast(
+    t: &mut dyn Sql,
+    user: &User,
+    id: Uuid,
+    row: &HouseholdRow,
+    new: Vec<automerge::Change>,
+    now: i64,
+    out: &mut PushOutcome,
+    stored: &mut Stored,
+) -> Result<Option<Vec<automerge::Change>>, ServerError> {
+    let Some(mut seqs) = actor_seqs_of(row.actors.as_deref()) else {
+        return Ok(Some(new));
+    };
+    let key = id.to_string();
+    let mut known: std::collections::HashSet<automerge::ChangeHash> = Default::default();
+    let mut left: Vec<usize> = (0..new.len()).collect();
+    let mut order: Vec<usize> = Vec::with_capacity(new.len());
+    // Dependencies first (a device sends oldest first, so this is usually one pass).
+    loop {
+        let mut progress = false;
+        let mut still = Vec::new();
+        for i in left {
+            let c = &new[i];
+            let mut ok = true;
+            for d in c.deps() {
+                if known.contains(d) {
+                    continue;
+                }
+                if stored.household(&d.0) == Some(key.as_str()) {
+                    known.insert(*d);
+                } else {
+                    ok = false;
+                    break;
+                }
+            }
+            if ok {
+                let have = seqs
+                    .get(&c.actor_id().to_hex_string())
+                    .copied()
+                    .unwrap_or(0);
+                if c.seq() <= have {
+                    return Ok(Some(new));
+                }
+                note_actor(&mut seqs, c);
+                known.insert(c.hash());
+                order.push(i);
+                progress = true;
+            } else {
+                still.push(i);
+            }
+        }
+        left = still;
+        if !progress || left.is_empty() {
+            break;
+        }
+    }
+    for &i in &left {
+        reject(
+            out,
+            id,
+            Some(new[i].hash().0.to_vec()),
+            "missing_dependencies",
+            MISSING_DEPS.into(),
+        );
+    }
+    if order.is_empty() {
+        return Ok(None);
+    }
+    let mut slots: Vec<Option<automerge::Change>> = new.into_iter().map(Some).collect();
+    let ready: Vec<automerge::Change> = order.iter().filter_map(|&i| slots[i].take()).collect();
+    let n = ready.len() as i64;
+    let last = next_seqs(t, n)?;
+    append(t, user, id, &ready, last, now, out, stored)?;
+    t.exec(
+        "UPDATE households SET last_seq = $2, pending = pending + $3, actors = $4 WHERE id = $1",
+        &[
+            key.into(),
+            last.into(),
+            n.into(),
+            serde_json::to_string(&seqs).unwrap_or_default().into(),
+        ],
+    )?;
+    Ok(None)
+}
+
+/// Stores prepared pushes (see [`prepare`]). Runs inside a serialized transaction.
+pub fn push_prepared(
+    t: &mut dyn Sql,
+    user: &User,
+    groups: &[Prepared],
+    cache: &DocCache,
+) -> Result<(PushOutcome, Vec<Kept>), ServerError> {
     let mut keep = Vec::new();
-    let mut compact_after = Vec::new();
     let scope = user.scope();
     let mut out = PushOutcome::default();
     let now = now_ms();
+    let mut stored = Stored::fetch(t, groups)?;
     for g in groups {
         let id = g.household_id;
-        let mut parsed = Vec::with_capacity(g.changes.len());
-        let mut corrupt = None;
-        for c in &g.changes {
-            match kunjung_core::doc::parse_change(c) {
-                Ok(ch) => parsed.push(ch),
-                Err(e) => corrupt = Some(e),
+        let parsed = match &g.changes {
+            Ok(p) => p,
+            Err(e) => {
+                reject(&mut out, id, None, "corrupt_change", e.clone());
+                continue;
             }
-        }
-        if let Some(e) = corrupt {
-            reject(&mut out, id, None, "corrupt_change", e.to_string());
-            continue;
-        }
+        };
         if crate::erase::is_erased(t, id)? {
             reject(
                 &mut out,
@@ -236,18 +506,10 @@ pub fn push_cached(
             }
         }
         // Already stored (a retry): acknowledge without storing again.
-        let mut new = Vec::new();
+        let mut new: Vec<automerge::Change> = Vec::new();
         for ch in parsed {
             let h = ch.hash().0.to_vec();
-            let stored_for = t
-                .query(
-                    "SELECT household_id FROM changes WHERE hash = $1",
-                    &[h.clone().into()],
-                )?
-                .into_iter()
-                .next()
-                .map(|r| r[0].text().unwrap_or_default().to_string());
-            if let Some(other) = stored_for {
+            if let Some(other) = stored.household(&h) {
                 if other == id.to_string() {
                     out.acked.push(h);
                 } else {
@@ -261,193 +523,226 @@ pub fn push_cached(
                             .into(),
                     );
                 }
-            } else if !new
-                .iter()
-                .any(|c: &automerge::Change| c.hash() == ch.hash())
-            {
-                new.push(ch);
+            } else if !new.iter().any(|c| c.hash() == ch.hash()) {
+                new.push(ch.clone());
             }
         }
         if new.is_empty() {
             continue;
         }
-        let applied = match &row {
-            Some(r) => {
-                let mut doc = match cache.take(id, r.last_seq) {
-                    Some(d) => d,
-                    None => load_doc(t, id, r)?,
-                };
-                doc.apply_parsed_in_place(new.clone()).map(|_| doc)
-            }
-            None => {
-                let mut am = Automerge::new();
-                am.apply_changes(new.iter().cloned())
-                    .map_err(kunjung_core::CoreError::from)
-                    .and_then(|_| HouseholdDoc::from_automerge(am))
-                    .and_then(|d| {
-                        if d.id()? == id {
-                            Ok(d)
-                        } else {
-                            Err(kunjung_core::CoreError::Invalid(
-                                "id rumah tangga tidak cocok (household id mismatch)".into(),
-                            ))
-                        }
-                    })
-            }
-        };
-        let doc = match applied {
-            Ok(d) => d,
-            Err(e) => {
-                reject(&mut out, id, None, e.code(), e.to_string());
-                continue;
-            }
-        };
-        let (area, posyandu) = match doc.location() {
-            Ok(l) => l,
-            Err(e) => {
-                reject(&mut out, id, None, e.code(), e.to_string());
-                continue;
-            }
-        };
-        // A new household is in scope if it was created in scope (it may have moved out
-        // before its first sync: the move then reaches the new scope like any other).
-        if row.is_none()
-            && !scope.contains(&area, posyandu.as_deref())
-            && !created_in_scope(&doc, &scope)
-        {
-            reject(
-                &mut out,
-                id,
-                None,
-                "out_of_scope",
-                ServerError::OutOfScope.to_string(),
-            );
-            continue;
-        }
-        // Changes whose dependencies the server lacks wait on the device until they can apply.
-        let am = doc.automerge();
-        let (ready, waiting): (Vec<_>, Vec<_>) = new
-            .into_iter()
-            .partition(|c| am.get_change_by_hash(&c.hash()).is_some());
-        let cacheable = waiting.is_empty();
-        for c in waiting {
-            reject(
-                &mut out,
-                id,
-                Some(c.hash().0.to_vec()),
-                "missing_dependencies",
-                "perubahan sebelumnya belum diterima server; kirim ulang nanti (earlier changes missing; retry)".into(),
-            );
-        }
-        if ready.is_empty() {
-            continue;
-        }
-        let n = ready.len() as i64;
-        let last = t.query(
-            "UPDATE counters SET value = value + $1 WHERE name = 'seq' RETURNING value",
-            &[n.into()],
-        )?[0][0]
-            .int();
-        let mut seq = last - n;
-        for c in &ready {
-            seq += 1;
-            t.exec(
-                "INSERT INTO changes(seq, hash, household_id, device, username, bytes, received_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                &[
-                    seq.into(),
-                    c.hash().0.to_vec().into(),
-                    id.to_string().into(),
-                    user.device.as_str().into(),
-                    user.username.as_str().into(),
-                    c.raw_bytes().to_vec().into(),
-                    now.into(),
-                ],
-            )?;
-            out.acked.push(c.hash().0.to_vec());
-        }
-        out.stored += ready.len();
-        match row {
-            None => {
-                t.exec(
-                    "INSERT INTO households(id, area_code, posyandu_id, created_seq, last_seq, move_seq, snapshot, snapshot_seq, pending)
-                     VALUES ($1, $2, $3, $4, $4, $4, $5, $4, 0)",
-                    &[
-                        id.to_string().into(),
-                        area.as_str().into(),
-                        posyandu.clone().into(),
-                        last.into(),
-                        doc.automerge().save_nocompress().into(),
-                    ],
-                )?;
-                // Created in scope and moved out before its first sync: recorded as a move,
-                // so the pushing device is told to drop it.
-                let moved_out = i64::from(!scope.contains(&area, posyandu.as_deref()));
-                t.exec(
-                    "INSERT INTO locations(household_id, seq, area_code, posyandu_id, is_move) VALUES ($1, $2, $3, $4, $5)",
-                    &[id.to_string().into(), last.into(), area.into(), posyandu.into(), moved_out.into()],
-                )?;
-            }
-            Some(r) => {
-                let moved = r.area != area || r.posyandu != posyandu;
-                if moved {
-                    t.exec(
-                        "INSERT INTO locations(household_id, seq, area_code, posyandu_id, is_move) VALUES ($1, $2, $3, $4, 1)",
-                        &[
-                            id.to_string().into(),
-                            last.into(),
-                            area.as_str().into(),
-                            posyandu.clone().into(),
-                        ],
-                    )?;
-                }
-                let move_seq = if moved { last } else { r.move_seq };
-                let due = r.pending + n >= COMPACT_AFTER;
-                if due && cache.max > 0 {
-                    // Folded after the commit, outside the write lock (see `sync_cached`).
-                    compact_after.push(id);
-                }
-                if due && cache.max == 0 {
-                    t.exec(
-                        "UPDATE households SET area_code = $2, posyandu_id = $3, last_seq = $4, move_seq = $5,
-                         snapshot = $6, snapshot_seq = $4, pending = 0 WHERE id = $1",
-                        &[
-                            id.to_string().into(),
-                            area.into(),
-                            posyandu.into(),
-                            last.into(),
-                            move_seq.into(),
-                            doc.automerge().save_nocompress().into(),
-                        ],
-                    )?;
-                } else {
-                    t.exec(
-                        "UPDATE households SET area_code = $2, posyandu_id = $3, last_seq = $4, move_seq = $5,
-                         pending = pending + $6 WHERE id = $1",
-                        &[
-                            id.to_string().into(),
-                            area.into(),
-                            posyandu.into(),
-                            last.into(),
-                            move_seq.into(),
-                            n.into(),
-                        ],
-                    )?;
-                }
+        if let (Some(r), true) = (&row, g.record_only) {
+            match push_fast(t, user, id, r, new, now, &mut out, &mut stored)? {
+                None => continue,
+                Some(back) => new = back,
             }
         }
-        // A document holding queued changes (missing dependencies) is not the stored state.
-        if cacheable {
-            let compact = compact_after.contains(&id);
-            keep.push(Kept {
-                id,
-                last_seq: last,
-                doc,
-                compact,
-            });
+        if let Some(k) = push_slow(
+            t,
+            user,
+            &scope,
+            id,
+            row,
+            new,
+            cache,
+            now,
+            &mut out,
+            &mut stored,
+        )? {
+            keep.push(k);
         }
     }
     Ok((out, keep))
+}
+
+/// The slow path: the changes are applied to the household's document, which decides
+/// whether they belong to it, where it is afterwards (a move) and, for a new household,
+/// whether it was created in scope.
+#[allow(clippy::too_many_arguments)]
+fn push_slow(
+    t: &mut dyn Sql,
+    user: &User,
+    scope: &Scope,
+    id: Uuid,
+    row: Option<HouseholdRow>,
+    new: Vec<automerge::Change>,
+    cache: &DocCache,
+    now: i64,
+    out: &mut PushOutcome,
+    stored: &mut Stored,
+) -> Result<Option<Kept>, ServerError> {
+    let applied = match &row {
+        Some(r) => {
+            let mut doc = match cache.take(id, r.last_seq) {
+                Some(d) => d,
+                None => load_doc(t, id, r)?,
+            };
+            doc.apply_parsed_in_place(new.clone()).map(|_| doc)
+        }
+        None => {
+            let mut am = Automerge::new();
+            am.apply_changes(new.iter().cloned())
+                .map_err(kunjung_core::CoreError::from)
+                .and_then(|_| HouseholdDoc::from_automerge(am))
+                .and_then(|d| {
+                    if d.id()? == id {
+                        Ok(d)
+                    } else {
+                        Err(kunjung_core::CoreError::Invalid(
+                            "id rumah tangga tidak cocok (household id mismatch)".into(),
+                        ))
+                    }
+                })
+        }
+    };
+    let doc = match applied {
+        Ok(d) => d,
+        Err(e) => {
+            reject(out, id, None, e.code(), e.to_string());
+            return Ok(None);
+        }
+    };
+    let (area, posyandu) = match doc.location() {
+        Ok(l) => l,
+        Err(e) => {
+            reject(out, id, None, e.code(), e.to_string());
+            return Ok(None);
+        }
+    };
+    // A new household is in scope if it was created in scope (it may have moved out
+    // before its first sync: the move then reaches the new scope like any other).
+    if row.is_none()
+        && !scope.contains(&area, posyandu.as_deref())
+        && !created_in_scope(&doc, scope)
+    {
+        reject(
+            out,
+            id,
+            None,
+            "out_of_scope",
+            ServerError::OutOfScope.to_string(),
+        );
+        return Ok(None);
+    }
+    // Changes whose dependencies the server lacks wait on the device until they can apply.
+    let am = doc.automerge();
+    let (ready, waiting): (Vec<_>, Vec<_>) = new
+        .into_iter()
+        .partition(|c| am.get_change_by_hash(&c.hash()).is_some());
+    let cacheable = waiting.is_empty();
+    for c in waiting {
+        reject(
+            out,
+            id,
+            Some(c.hash().0.to_vec()),
+            "missing_dependencies",
+            MISSING_DEPS.into(),
+        );
+    }
+    if ready.is_empty() {
+        return Ok(None);
+    }
+    // Actor sequence numbers for the fast path: kept up to date here, or (an index row
+    // from before they were kept) taken from the whole document once.
+    let mut seqs = match row
+        .as_ref()
+        .and_then(|r| actor_seqs_of(r.actors.as_deref()))
+    {
+        Some(s) => s,
+        None => {
+            let mut s = ActorSeqs::new();
+            for c in am.get_changes(&[]) {
+                note_actor(&mut s, &c);
+            }
+            s
+        }
+    };
+    for c in &ready {
+        note_actor(&mut seqs, c);
+    }
+    let seqs = serde_json::to_string(&seqs).unwrap_or_default();
+    let n = ready.len() as i64;
+    let last = next_seqs(t, n)?;
+    append(t, user, id, &ready, last, now, out, stored)?;
+    let mut compact = false;
+    match row {
+        None => {
+            t.exec(
+                "INSERT INTO households(id, area_code, posyandu_id, created_seq, last_seq, move_seq, snapshot, snapshot_seq, pending, actors)
+                 VALUES ($1, $2, $3, $4, $4, $4, $5, $4, 0, $6)",
+                &[
+                    id.to_string().into(),
+                    area.as_str().into(),
+                    posyandu.clone().into(),
+                    last.into(),
+                    doc.automerge().save_nocompress().into(),
+                    seqs.into(),
+                ],
+            )?;
+            // Created in scope and moved out before its first sync: recorded as a move,
+            // so the pushing device is told to drop it.
+            let moved_out = i64::from(!scope.contains(&area, posyandu.as_deref()));
+            t.exec(
+                "INSERT INTO locations(household_id, seq, area_code, posyandu_id, is_move) VALUES ($1, $2, $3, $4, $5)",
+                &[id.to_string().into(), last.into(), area.into(), posyandu.into(), moved_out.into()],
+            )?;
+        }
+        Some(r) => {
+            let moved = r.area != area || r.posyandu != posyandu;
+            if moved {
+                t.exec(
+                    "INSERT INTO locations(household_id, seq, area_code, posyandu_id, is_move) VALUES ($1, $2, $3, $4, 1)",
+                    &[
+                        id.to_string().into(),
+                        last.into(),
+                        area.as_str().into(),
+                        posyandu.clone().into(),
+                    ],
+                )?;
+            }
+            let move_seq = if moved { last } else { r.move_seq };
+            let due = r.pending + n >= COMPACT_AFTER;
+            if due && cache.max > 0 {
+                // Folded after the commit, outside the write lock (see `sync_cached`).
+                compact = true;
+            }
+            if due && cache.max == 0 {
+                t.exec(
+                    "UPDATE households SET area_code = $2, posyandu_id = $3, last_seq = $4, move_seq = $5,
+                     snapshot = $6, snapshot_seq = $4, pending = 0, actors = $7 WHERE id = $1",
+                    &[
+                        id.to_string().into(),
+                        area.into(),
+                        posyandu.into(),
+                        last.into(),
+                        move_seq.into(),
+                        doc.automerge().save_nocompress().into(),
+                        seqs.into(),
+                    ],
+                )?;
+            } else {
+                t.exec(
+                    "UPDATE households SET area_code = $2, posyandu_id = $3, last_seq = $4, move_seq = $5,
+                     pending = pending + $6, actors = $7 WHERE id = $1",
+                    &[
+                        id.to_string().into(),
+                        area.into(),
+                        posyandu.into(),
+                        last.into(),
+                        move_seq.into(),
+                        n.into(),
+                        seqs.into(),
+                    ],
+                )?;
+            }
+        }
+    }
+    // A document holding queued changes (missing dependencies) is not the stored state.
+    Ok(cacheable.then_some(Kept {
+        id,
+        last_seq: last,
+        doc,
+        compact,
+    }))
 }
 
 /// A document as stored by a push: for the cache, and whether its snapshot is due.
@@ -629,6 +924,215 @@ fn add_state(
     bytes
 }
 
+/// What a pull page needs to know about the window: its start `s` and the scope held
+/// then (`held`: the device has a cursor), its end `target`, and the user's scope now.
+struct Window<'a> {
+    s: i64,
+    target: i64,
+    held: bool,
+    old_scope: &'a Scope,
+    scope: &'a Scope,
+}
+
+/// One candidate household's part of a pull; returns the payload bytes added.
+fn pull_household(
+    t: &mut dyn Sql,
+    user: &User,
+    w: &Window<'_>,
+    id: Uuid,
+    resp: &mut SyncResponse,
+    pulled: &mut usize,
+) -> Result<usize, ServerError> {
+    let (s, target) = (w.s, w.target);
+    let id_text = id.to_string();
+    let Some(row) = household_row(t, id)? else {
+        return Ok(0);
+    };
+    let in_s = w.held
+        && location_at(t, id, &row, s)?
+            .is_some_and(|(a, p)| w.old_scope.contains(&a, p.as_deref()));
+    let in_t =
+        location_at(t, id, &row, target)?.is_some_and(|(a, p)| w.scope.contains(&a, p.as_deref()));
+    let mut bytes = 0;
+    match (in_s, in_t) {
+        (true, true) => {
+            if row.last_seq <= s {
+                return Ok(0);
+            }
+            let changes = changes_between(t, id, s, target, Some(&user.device))?;
+            if changes.iter().any(|c| c.is_empty()) {
+                // Pruned (this device was away long): send the whole state instead.
+                let (snap, changes) = state_at(t, id, &row, target)?;
+                bytes += add_state(resp, id, snap, changes, pulled);
+            } else if !changes.is_empty() {
+                bytes += add_state(resp, id, None, changes, pulled);
+            }
+        }
+        (false, true) => {
+            if row.created_seq > s {
+                let foreign = t.query(
+                    "SELECT count(*) FROM changes WHERE household_id = $1 AND seq <= $2 AND device <> $3",
+                    &[id_text.as_str().into(), target.into(), user.device.as_str().into()],
+                )?[0][0]
+                    .int();
+                if foreign == 0 {
+                    // This device made every change of it: it has it all.
+                    return Ok(0);
+                }
+            }
+            let (snap, changes) = state_at(t, id, &row, target)?;
+            bytes += add_state(resp, id, snap, changes, pulled);
+        }
+        (true, false) => resp.drops.push(id),
+        (false, false) => {
+            // Not in scope at S (e.g. created after S), not now: this device still
+            // holds it if it pushed to it since S — then it must drop it too.
+            // (A household created after T belongs to the next window.)
+            if row.created_seq <= target
+                && !t
+                    .query(
+                        "SELECT 1 FROM changes WHERE household_id = $1 AND device = $2 AND seq > $3 AND seq <= $4 LIMIT 1",
+                        &[id_text.as_str().into(), user.device.as_str().into(), s.into(), target.into()],
+                    )?
+                    .is_empty()
+            {
+                resp.drops.push(id);
+            }
+        }
+    }
+    Ok(bytes)
+}
+
+/// A whole window in one page, with one query for the changes of the households that
+/// stayed where they were (the common end-of-day pull: other devices' new visits), and
+/// the per-household rules of [`pull_household`] only for households created or moved
+/// in the window or whose change bytes were pruned. `None` when the window holds more
+/// households than a page: the caller pages through it instead.
+fn pull_window(
+    t: &mut dyn Sql,
+    user: &User,
+    w: &Window<'_>,
+    page: usize,
+    resp: &mut SyncResponse,
+) -> Result<Option<usize>, ServerError> {
+    let (s, target) = (w.s, w.target);
+    let mut params: Vec<Value> = vec![s.into()];
+    let cond = scope_sql(w.scope, &mut params);
+    let changed: Vec<(String, i64, i64)> = t
+        .query(
+            &format!(
+                "SELECT id, created_seq, move_seq FROM households WHERE last_seq > $1 AND {cond}"
+            ),
+            &params,
+        )?
+        .into_iter()
+        .map(|r| {
+            (
+                r[0].text().unwrap_or_default().to_string(),
+                r[1].int(),
+                r[2].int(),
+            )
+        })
+        .collect();
+    let moved: Vec<String> = t
+        .query(
+            "SELECT DISTINCT household_id FROM locations WHERE seq > $1 AND is_move = 1",
+            &[s.into()],
+        )?
+        .into_iter()
+        .filter_map(|r| r[0].text().map(String::from))
+        .collect();
+    let mut special: std::collections::BTreeSet<String> = moved.into_iter().collect();
+    let mut simple = 0usize;
+    for (id, created, move_seq) in &changed {
+        if *created > s || *move_seq > s {
+            special.insert(id.clone());
+        } else if !special.contains(id) {
+            simple += 1;
+        }
+    }
+    let total = simple + special.len();
+    if total > page {
+        return Ok(None);
+    }
+    let mut pulled = 0usize;
+    if simple > 0 {
+        // In scope at S and at T (created before S, not moved since): the changes in
+        // (S, T] that this device did not push itself.
+        let mut params: Vec<Value> = vec![s.into(), target.into(), user.device.as_str().into()];
+        let cond = scope_sql(w.scope, &mut params);
+        let cond = cond
+            .replace("posyandu_id", "h.posyandu_id")
+            .replace("area_code", "h.area_code");
+        let rows = t.query(
+            &format!(
+                "SELECT h.id, c.bytes FROM households h JOIN changes c ON c.household_id = h.id
+                 WHERE h.last_seq > $1 AND h.created_seq <= $1 AND h.move_seq <= $1 AND {cond}
+                   AND c.seq > $1 AND c.seq <= $2 AND c.device <> $3
+                 ORDER BY h.id, c.seq"
+            ),
+            &params,
+        )?;
+        let size: usize = rows.iter().map(|r| r[1].blob().len()).sum();
+        if size > PAGE_BYTES {
+            return Ok(None);
+        }
+        let mut cur: Option<(String, Vec<ByteBuf>)> = None;
+        let mut groups: Vec<(String, Vec<ByteBuf>)> = Vec::new();
+        for mut r in rows {
+            let id = r[0].text().unwrap_or_default().to_string();
+            let b = ByteBuf::from(std::mem::replace(&mut r[1], Value::Null).into_blob());
+            match &mut cur {
+                Some((c, v)) if *c == id => v.push(b),
+                _ => {
+                    if let Some(g) = cur.take() {
+                        groups.push(g);
+                    }
+                    cur = Some((id, vec![b]));
+                }
+            }
+        }
+        groups.extend(cur);
+        for (id_text, changes) in groups {
+            if special.contains(&id_text) {
+                continue;
+            }
+            let Ok(id) = Uuid::parse_str(&id_text) else {
+                continue;
+            };
+            if changes.iter().any(|c| c.is_empty()) {
+                // Pruned: the per-household rules send the whole state instead.
+                pull_household(t, user, w, id, resp, &mut pulled)?;
+                continue;
+            }
+            add_state(resp, id, None, changes, &mut pulled);
+        }
+    }
+    for id_text in &special {
+        if let Ok(id) = Uuid::parse_str(id_text) {
+            pull_household(t, user, w, id, resp, &mut pulled)?;
+        }
+    }
+    // Erasures in this window: every device that synced before drops them.
+    resp.drops.extend(crate::erase::erased_between(
+        t,
+        s,
+        target,
+        &[w.old_scope, w.scope],
+    )?);
+    resp.total = total as u64;
+    resp.more = false;
+    resp.remaining = 0;
+    resp.next_cursor = Cursor {
+        seq: target as u64,
+        target: None,
+        after: None,
+        scope: w.scope.clone(),
+        mac: None,
+    };
+    Ok(Some(pulled))
+}
+
 /// Answers one page of a pull.
 pub fn pull(
     t: &mut dyn Sql,
@@ -660,6 +1164,20 @@ pub fn pull(
         .unwrap_or_default();
     let changed_scope = held && old_scope != scope;
     let old = changed_scope.then_some(&old_scope);
+    let w = Window {
+        s,
+        target,
+        held,
+        old_scope: &old_scope,
+        scope: &scope,
+    };
+    // A device that holds a cursor in its scope and is not paging (an end-of-day sync).
+    if held && !changed_scope && after.is_empty() && cursor.and_then(|c| c.target).is_none() {
+        if let Some(pulled) = pull_window(t, user, &w, page, resp)? {
+            crate::cursor::sign(&key, &user.device, &mut resp.next_cursor);
+            return Ok(pulled);
+        }
+    }
 
     let mut params = Vec::new();
     let cand = candidates_sql(s, &after, &scope, old, &mut params);
@@ -691,60 +1209,7 @@ pub fn pull(
             continue;
         };
         last_done = Some(id);
-        let Some(row) = household_row(t, id)? else {
-            continue;
-        };
-        let in_s = held
-            && location_at(t, id, &row, s)?
-                .is_some_and(|(a, p)| old_scope.contains(&a, p.as_deref()));
-        let in_t = location_at(t, id, &row, target)?
-            .is_some_and(|(a, p)| scope.contains(&a, p.as_deref()));
-        match (in_s, in_t) {
-            (true, true) => {
-                if row.last_seq <= s {
-                    continue;
-                }
-                let changes = changes_between(t, id, s, target, Some(&user.device))?;
-                if changes.iter().any(|c| c.is_empty()) {
-                    // Pruned (this device was away long): send the whole state instead.
-                    let (snap, changes) = state_at(t, id, &row, target)?;
-                    bytes += add_state(resp, id, snap, changes, &mut pulled);
-                } else if !changes.is_empty() {
-                    bytes += add_state(resp, id, None, changes, &mut pulled);
-                }
-            }
-            (false, true) => {
-                if row.created_seq > s {
-                    let foreign = t.query(
-                        "SELECT count(*) FROM changes WHERE household_id = $1 AND seq <= $2 AND device <> $3",
-                        &[id_text.as_str().into(), target.into(), user.device.as_str().into()],
-                    )?[0][0]
-                        .int();
-                    if foreign == 0 {
-                        // This device made every change of it: it has it all.
-                        continue;
-                    }
-                }
-                let (snap, changes) = state_at(t, id, &row, target)?;
-                bytes += add_state(resp, id, snap, changes, &mut pulled);
-            }
-            (true, false) => resp.drops.push(id),
-            (false, false) => {
-                // Not in scope at S (e.g. created after S), not now: this device still
-                // holds it if it pushed to it since S — then it must drop it too.
-                // (A household created after T belongs to the next window.)
-                if row.created_seq <= target
-                    && !t
-                        .query(
-                            "SELECT 1 FROM changes WHERE household_id = $1 AND device = $2 AND seq > $3 AND seq <= $4 LIMIT 1",
-                            &[id_text.as_str().into(), user.device.as_str().into(), s.into(), target.into()],
-                        )?
-                        .is_empty()
-                {
-                    resp.drops.push(id);
-                }
-            }
-        }
+        bytes += pull_household(t, user, &w, id, resp, &mut pulled)?;
     }
     let more = ids.len() > done;
     if !more && held {
@@ -785,12 +1250,12 @@ pub fn pull(
 
 /// Materialises the pushed households' documents into `cache` (read-only work). An entry
 /// that a concurrent write makes stale is simply not used.
-fn prewarm(
-    t: &mut dyn Sql,
-    cache: &DocCache,
-    groups: &[HouseholdChanges],
-) -> Result<(), ServerError> {
-    for g in groups {
+fn prewarm(t: &mut dyn Sql, cache: &DocCache, groups: &[Prepared]) -> Result<(), ServerError> {
+    // Only households whose changes take the slow path need their document.
+    for g in groups
+        .iter()
+        .filter(|g| !g.record_only && g.changes.is_ok())
+    {
         let id = g.household_id;
         let Some(row) = household_row(t, id)? else {
             continue;
@@ -824,12 +1289,14 @@ pub fn sync_cached(
     let pushed = if req.changes.is_empty() {
         PushOutcome::default()
     } else {
-        if cache.max > 0 {
+        // Parse and classify before taking the write lock.
+        let prepared = prepare(&req.changes);
+        if cache.max > 0 && prepared.iter().any(|g| !g.record_only) {
             // Load the documents before taking the write lock, so pushes of different
             // households load in parallel and the writer only applies and stores.
-            db.read(|t| prewarm(t, cache, &req.changes))?;
+            db.read(|t| prewarm(t, cache, &prepared))?;
         }
-        let (out, keep) = db.tx(true, |t| push_cached(t, user, &req.changes, cache))?;
+        let (out, keep) = db.tx(true, |t| push_prepared(t, user, &prepared, cache))?;
         for k in keep {
             if k.compact {
                 // The new snapshot is made here, outside the lock; it is stored only if
@@ -898,4 +1365,118 @@ pub fn household_doc(
     };
     let doc = load_doc(t, id, &row)?;
     Ok(Some((doc, row.last_seq)))
+}
+
+/// Households with new changes since the compactor last looked (in memory: after a
+/// restart the compactor starts from a scan of `pending`).
+#[derive(Default)]
+pub struct Dirty(std::sync::Mutex<std::collections::HashSet<Uuid>>);
+
+impl Dirty {
+    pub fn note(&self, ids: &[Uuid]) {
+        if ids.is_empty() {
+            return;
+        }
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        m.extend(ids.iter().copied());
+    }
+
+    fn take(&self) -> Vec<Uuid> {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        m.drain().collect()
+    }
+}
+
+/// Folds a household's pending changes into its stored snapshot, off the request path:
+/// the document is loaded on a read connection and saved, and the snapshot stored only if
+/// no one replaced it meanwhile (pushes that came in between stay pending). Returns
+/// whether it folded anything.
+pub fn compact_household(db: &crate::db::Db, id: Uuid) -> Result<bool, ServerError> {
+    let Some((row, doc)) = db.read(|t| -> Result<_, ServerError> {
+        let Some(row) = household_row(t, id)? else {
+            return Ok(None);
+        };
+        if row.pending == 0 {
+            return Ok(None);
+        }
+        let doc = load_doc(t, id, &row)?;
+        Ok(Some((row, doc)))
+    })?
+    else {
+        return Ok(false);
+    };
+    let snap = doc.automerge().save_nocompress();
+    let n = db.tx(true, |t| {
+        t.exec(
+            "UPDATE households SET snapshot = $2, snapshot_seq = $3, pending = pending - $4
+             WHERE id = $1 AND snapshot_seq = $5",
+            &[
+                id.to_string().into(),
+                snap.into(),
+                row.last_seq.into(),
+                row.pending.into(),
+                row.snapshot_seq.into(),
+            ],
+        )
+    })?;
+    Ok(n > 0)
+}
+
+/// The background compactor: every second, folds the households written since with at
+/// least [`COMPACT_AFTER`] pending changes, using at most about a quarter of one core
+/// (it sleeps three times as long as it worked), so it never competes hard with syncs;
+/// under a burst the backlog waits and a household's pending changes are simply loaded
+/// with its snapshot when someone needs the document.
+pub fn spawn_compactor(st: std::sync::Arc<crate::http::AppState>) {
+    let run = move || {
+        // Households left with pending changes by an earlier run.
+        if let Ok(rows) = st.db.read(|t| {
+            t.query(
+                "SELECT id FROM households WHERE pending >= $1",
+                &[COMPACT_AFTER.into()],
+            )
+        }) {
+            let ids: Vec<Uuid> = rows
+                .iter()
+                .filter_map(|r| r[0].text().and_then(|s| Uuid::parse_str(s).ok()))
+                .collect();
+            st.dirty.note(&ids);
+        }
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            let ids = st.dirty.take();
+            let mut due = Vec::new();
+            for chunk in ids.chunks(500) {
+                let r = st.db.read(|t| -> Result<Vec<(i64, Uuid)>, ServerError> {
+                    let mut out = Vec::new();
+                    for id in chunk {
+                        if let Some(row) = household_row(t, *id)? {
+                            out.push((row.pending, *id));
+                        }
+                    }
+                    Ok(out)
+                });
+                match r {
+                    Ok(v) => due.extend(v.into_iter().filter(|(p, _)| *p >= COMPACT_AFTER)),
+                    Err(e) => tracing::warn!(error = %e, "compactor"),
+                }
+            }
+            // The most pending first.
+            due.sort_by_key(|d| std::cmp::Reverse(d.0));
+            for (_, id) in due {
+                let t0 = std::time::Instant::now();
+                if let Err(e) = compact_household(&st.db, id) {
+                    tracing::warn!(household = %id, error = %e, "compaction skipped");
+                    st.dirty.note(&[id]);
+                }
+                std::thread::sleep(t0.elapsed() * 3);
+            }
+        }
+    };
+    if let Err(e) = std::thread::Builder::new()
+        .name("compactor".into())
+        .spawn(run)
+    {
+        tracing::warn!(error = %e, "no background compactor");
+    }
 }

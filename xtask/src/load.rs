@@ -112,6 +112,8 @@ pub struct Report {
     pub server_cpu_s: f64,
     pub db_cpu_s: f64,
     pub server_cpu_ms_per_sync: f64,
+    /// CPU of this load generator per sync (it shares the machine's cores).
+    pub generator_cpu_ms_per_sync: f64,
     pub bytes_sent: u64,
     pub bytes_received: u64,
     pub server_rss_mb: f64,
@@ -267,6 +269,9 @@ struct Device {
     next: usize,
     /// Pushed but not yet acknowledged.
     unacked: Vec<HouseholdChanges>,
+    /// Hashes of the prepared changes by their bytes, so a sync's receipt is checked
+    /// without parsing its changes again (the generator shares the server's cores).
+    hash_of: HashMap<Vec<u8>, Vec<u8>>,
     /// Acknowledged changes by hash: household and bytes.
     acked: HashMap<Vec<u8>, Acked>,
     /// Snapshots and changes received, per household, in order.
@@ -344,7 +349,13 @@ impl Device {
             .changes
             .iter()
             .flat_map(|g| g.changes.iter().map(|c| (g.household_id, c)))
-            .map(|(h, c)| (change_hash(c), (h, c.to_vec())))
+            .map(|(h, c)| {
+                let hash = match self.hash_of.get(c.as_slice()) {
+                    Some(x) => x.clone(),
+                    None => change_hash(c),
+                };
+                (hash, (h, c.to_vec()))
+            })
             .collect();
         ensure!(
             resp.rejected.is_empty(),
@@ -450,6 +461,7 @@ fn prepare_batches(
     user: &str,
     count: usize,
     rng: &mut ChaCha8Rng,
+    hash_of: &mut HashMap<Vec<u8>, Vec<u8>>,
 ) -> Result<Vec<Vec<HouseholdChanges>>> {
     let mut docs: Vec<HouseholdDoc> = base
         .iter()
@@ -503,6 +515,7 @@ fn prepare_batches(
                 // A member the rules refuse (e.g. not visitable now) is skipped.
                 if let Ok(w) = w {
                     if let Some(c) = w.change {
+                        hash_of.insert(c.raw_bytes().to_vec(), c.hash().0.to_vec());
                         changes.push(ByteBuf::from(c.raw_bytes().to_vec()));
                         left -= 1;
                     }
@@ -590,6 +603,7 @@ pub fn run_on(
             batches: Vec::new(),
             next: 0,
             unacked: Vec::new(),
+            hash_of: HashMap::new(),
             acked: HashMap::new(),
             received: BTreeMap::new(),
             latencies: Vec::new(),
@@ -666,7 +680,13 @@ pub fn run_on(
                         let p = i / cfg.per_posyandu;
                         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ (i as u64) << 8);
                         d.batches = prepare_batches(
-                            cfg, &base[p], &actors[i], &d.user, per_device, &mut rng,
+                            cfg,
+                            &base[p],
+                            &actors[i],
+                            &d.user,
+                            per_device,
+                            &mut rng,
+                            &mut d.hash_of,
                         )?;
                     }
                     Ok(())
@@ -691,6 +711,7 @@ pub fn run_on(
 
     // The run.
     let cpu0 = cpu_seconds(server.pid());
+    let gen0 = cpu_seconds(std::process::id());
     let db0 = db_root_pid.map(tree_cpu_seconds).unwrap_or(0.0);
     let start = Instant::now() + Duration::from_millis(200);
     let deadline = start + Duration::from_secs_f64(cfg.seconds);
@@ -724,6 +745,7 @@ pub fn run_on(
     });
     let elapsed = start.elapsed().as_secs_f64();
     let server_cpu = cpu_seconds(server.pid()) - cpu0;
+    let gen_cpu = cpu_seconds(std::process::id()) - gen0;
     let db_cpu = db_root_pid.map(tree_cpu_seconds).unwrap_or(0.0) - db0;
     let syncs = syncs.load(Ordering::Relaxed);
     let server_rss = rss_mb(server.pid());
@@ -847,6 +869,11 @@ pub fn run_on(
         } else {
             0.0
         },
+        generator_cpu_ms_per_sync: if syncs > 0 {
+            gen_cpu * 1000.0 / syncs as f64
+        } else {
+            0.0
+        },
         bytes_sent: devices.iter().map(|d| d.sent).sum(),
         bytes_received: devices.iter().map(|d| d.got).sum(),
         server_rss_mb: server_rss,
@@ -926,11 +953,11 @@ pub fn run(args: &[String]) -> Result<()> {
         let db = format!("{}?schema=load", pg.url());
         reports.push(run_on(&cfg, &bin, &db, pg.postmaster_pid())?);
     }
-    println!("| backend | devices | offered/s | syncs/s | p50 ms | p99 ms | max ms | errors | server CPU ms/sync | server RSS MB | lost | duplicated | diverged |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| backend | devices | offered/s | syncs/s | p50 ms | p99 ms | max ms | errors | server CPU ms/sync | generator CPU ms/sync | server RSS MB | lost | duplicated | diverged |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in &reports {
         println!(
-            "| {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {:.2} | {:.0} | {} | {} | {} |",
+            "| {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {:.2} | {:.2} | {:.0} | {} | {} | {} |",
             r.backend,
             r.devices,
             r.offered_rate,
@@ -940,6 +967,7 @@ pub fn run(args: &[String]) -> Result<()> {
             r.max_ms,
             r.errors,
             r.server_cpu_ms_per_sync,
+            r.generator_cpu_ms_per_sync,
             r.server_rss_mb,
             r.lost,
             r.duplicated,
@@ -1014,6 +1042,7 @@ pub fn first_sync(bin: &Path, n: usize, verbose: bool) -> Result<FirstSync> {
         batches: Vec::new(),
         next: 0,
         unacked: Vec::new(),
+        hash_of: HashMap::new(),
         acked: HashMap::new(),
         received: BTreeMap::new(),
         latencies: Vec::new(),
