@@ -1465,9 +1465,18 @@ pub fn spawn_compactor(st: std::sync::Arc<crate::http::AppState>) {
             due.sort_by_key(|d| std::cmp::Reverse(d.0));
             for (_, id) in due {
                 let t0 = std::time::Instant::now();
-                if let Err(e) = compact_household(&st.db, id) {
-                    tracing::warn!(household = %id, error = %e, "compaction skipped");
-                    st.dirty.note(&[id]);
+                // A document that fails to load (or makes Automerge panic) is skipped and
+                // retried later; it must not end the compactor for every other household.
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    compact_household(&st.db, id)
+                }));
+                match r {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        tracing::warn!(household = %id, error = %e, "compaction skipped");
+                        st.dirty.note(&[id]);
+                    }
+                    Err(_) => tracing::error!(household = %id, "compaction panicked; skipped"),
                 }
                 std::thread::sleep(t0.elapsed() * 3);
             }
