@@ -79,6 +79,23 @@ fn meta() -> CommitMeta {
     }
 }
 
+/// The change that moves `doc`'s household to desa B, posyandu B (RT 3 / RW 4).
+fn move_to_desa_b(doc: &mut HouseholdDoc) -> Vec<u8> {
+    doc.move_household(
+        DESA_B,
+        "3",
+        "4",
+        Some("PSY-B"),
+        chrono::NaiveDate::from_ymd_opt(2026, 11, 1).unwrap(),
+        &meta(),
+    )
+    .unwrap()
+    .change
+    .unwrap()
+    .raw_bytes()
+    .to_vec()
+}
+
 /// A new household: (id, doc, its first change).
 fn household(area: &str, posyandu: &str) -> (Uuid, HouseholdDoc, Vec<u8>) {
     let id = Uuid::now_v7();
@@ -205,20 +222,7 @@ fn scope_push_pull_move_and_drop() {
 
         // The admin moves it to desa B, posyandu B: A's devices are told to drop it,
         // B's kader receives it whole.
-        let mv = doc_a
-            .move_household(
-                DESA_B,
-                "3",
-                "4",
-                Some("PSY-B"),
-                chrono::NaiveDate::from_ymd_opt(2026, 11, 1).unwrap(),
-                &meta(),
-            )
-            .unwrap()
-            .change
-            .unwrap()
-            .raw_bytes()
-            .to_vec();
+        let mv = move_to_desa_b(&mut doc_a);
         assert_eq!(push(&db, &admin, ha, &[mv]).stored, 1, "{backend}");
         let (_, drops, _) = received(&pull_all(&db, &kader_a, &mut cur_a, 100));
         assert_eq!(drops, BTreeSet::from([ha]), "{backend}");
@@ -767,20 +771,7 @@ fn erasure_drops_reach_only_the_scopes_that_held_the_household() {
             ..Default::default()
         });
         // h2 moves from PSY-A to PSY-B, then all three are erased before anyone syncs.
-        let mv = d2
-            .move_household(
-                DESA_B,
-                "3",
-                "4",
-                Some("PSY-B"),
-                chrono::NaiveDate::from_ymd_opt(2026, 11, 1).unwrap(),
-                &meta(),
-            )
-            .unwrap()
-            .change
-            .unwrap()
-            .raw_bytes()
-            .to_vec();
+        let mv = move_to_desa_b(&mut d2);
         assert_eq!(push(&db, &admin, h2, &[mv]).stored, 1, "{backend}");
         for h in [h1, h2, h3] {
             let e = kunjung_sync_server::erase::erase(&db, h, "admin", "uji").unwrap();

@@ -388,14 +388,7 @@ fn compaction_keeps_unsynced_changes_and_data() {
         .unwrap();
     }
     assert_eq!(s.unsynced_count().unwrap(), 152);
-    let all: Vec<Vec<u8>> = s
-        .unsynced(1000)
-        .unwrap()
-        .into_iter()
-        .map(|c| c.hash)
-        .collect();
-    s.mark_synced_hashes(all).unwrap();
-    s.compact().unwrap();
+    synced_and_compacted(&mut s);
     assert_eq!(s.unsynced_count().unwrap(), 0);
     let n: i64 = s
         .connection()
@@ -523,19 +516,24 @@ fn prepared_documents_store_in_one_transaction_like_apply_document() {
     assert!(kunjung_store::prepare_document(b"not a document".to_vec(), &ctx).is_err());
 }
 
-#[test]
-fn snapshots_of_an_older_store_still_open_and_compact_rewrites_them() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut s = Store::init(dir.path(), None, "kader1").unwrap();
-    let (h, _) = saved_household(&mut s, "3");
+/// Marks every local change as acknowledged by the server, then compacts.
+fn synced_and_compacted(s: &mut Store) {
     let all: Vec<Vec<u8>> = s
-        .unsynced(100)
+        .unsynced(100_000)
         .unwrap()
         .into_iter()
         .map(|c| c.hash)
         .collect();
     s.mark_synced_hashes(all).unwrap();
     s.compact().unwrap();
+}
+
+#[test]
+fn snapshots_of_an_older_store_still_open_and_compact_rewrites_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Store::init(dir.path(), None, "kader1").unwrap();
+    let (h, _) = saved_household(&mut s, "3");
+    synced_and_compacted(&mut s);
     let before = s.household_detail(h).unwrap();
     // What an older Kunjung wrote: Automerge's own compressed save, no zstd.
     let plain = s.doc(h).unwrap().save();
