@@ -235,6 +235,78 @@ fn kader_never_sees_nor_writes_another_posyandu() {
 }
 
 #[test]
+fn another_user_on_the_device_gets_none_of_the_previous_users_households() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&sqlite_db(dir.path()));
+    server.add_user("kader-a", "kader", &["PSY-A"]);
+    server.add_user("kader-b", "kader", &["PSY-B"]);
+    let mut b = Device::new("kader-b");
+    let (hb, _) = b.household(DESA_A, "PSY-B");
+    assert!(b.sync(&server).verified);
+    let mut dev = Device::new("kader-a");
+    let (ha, ma) = dev.household(DESA_A, "PSY-A");
+    assert!(dev.sync(&server).verified);
+    assert_eq!(dev.ids(), BTreeSet::from([ha]));
+
+    // A records a visit and does not sync; B picks up the phone: refused, nothing lost.
+    dev.visit(ma, "belum terkirim");
+    dev.user = "kader-b".into();
+    let o = dev.options(&server);
+    let e = sync(&mut dev.store, &o, &mut |_| {}).unwrap_err();
+    assert_eq!(e.code(), "other_user_unsynced");
+    assert!(
+        e.to_string().contains("sinkronkan dulu sebagai kader-a")
+            && e.to_string()
+                .contains("(1 unsynced changes of user kader-a"),
+        "{e}"
+    );
+    assert_eq!(dev.ids(), BTreeSet::from([ha]));
+    assert_eq!(dev.store.unsynced_count().unwrap(), 1);
+
+    // A wrong password for B costs A nothing either.
+    dev.user = "kader-a".into();
+    assert!(dev.sync(&server).verified);
+    dev.user = "kader-b".into();
+    let mut o = dev.options(&server);
+    o.password = Some("salah-sekali".into());
+    assert!(sync(&mut dev.store, &o, &mut |_| {}).is_err());
+    assert_eq!(dev.ids(), BTreeSet::from([ha]));
+
+    // B logs in: A's household is gone from the device, B's arrives, and the file no
+    // longer holds A's household's address.
+    dev.set(ha, "household/address", text("Jl. Rahasia Kader A 17"));
+    dev.user = "kader-a".into();
+    assert!(dev.sync(&server).verified);
+    let holds_address = |dir: &std::path::Path| {
+        let needle = b"Jl. Rahasia Kader A 17";
+        std::fs::read_dir(dir).unwrap().any(|f| {
+            let f = f.unwrap().path();
+            f.is_file()
+                && std::fs::read(&f)
+                    .unwrap()
+                    .windows(needle.len())
+                    .any(|w| w == needle)
+        })
+    };
+    assert!(
+        holds_address(dev.dir.path()),
+        "the address is on the device"
+    );
+    dev.user = "kader-b".into();
+    assert!(dev.sync(&server).verified);
+    assert_eq!(dev.ids(), BTreeSet::from([hb]));
+    assert!(dev.store.household_detail(ha).is_err());
+    assert!(
+        !holds_address(dev.dir.path()),
+        "no file of the device still holds A's address"
+    );
+    // And back to A: her household comes back from the server, B's leaves.
+    dev.user = "kader-a".into();
+    assert!(dev.sync(&server).verified);
+    assert_eq!(dev.ids(), BTreeSet::from([ha]));
+}
+
+#[test]
 fn disabled_user_token_stops_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&sqlite_db(dir.path()));

@@ -47,6 +47,10 @@ pub enum SyncError {
         "kata sandi diperlukan: isi KUNJUNG_PASSWORD (password required: set KUNJUNG_PASSWORD)"
     )]
     PasswordRequired,
+    #[error(
+        "perangkat ini masih menyimpan {unsynced} perubahan milik pengguna {previous} yang belum terkirim: sinkronkan dulu sebagai {previous} ({unsynced} unsynced changes of user {previous} are on this device: sync as {previous} first)"
+    )]
+    OtherUserUnsynced { previous: String, unsynced: i64 },
 }
 
 impl SyncError {
@@ -58,6 +62,7 @@ impl SyncError {
             SyncError::Network { .. } => "network",
             SyncError::Protocol(e) => e.code(),
             SyncError::PasswordRequired => "password_required",
+            SyncError::OtherUserUnsynced { .. } => "other_user_unsynced",
         }
     }
 }
@@ -255,10 +260,13 @@ impl Http {
         })
     }
 
+    /// Logs in as this device, or as the new device `as_device` the store is about to
+    /// become (see [`sync`]).
     fn login(
         &self,
         traffic: &mut Traffic,
         store: &mut impl StoreAccess,
+        as_device: Option<&str>,
     ) -> Result<String, SyncError> {
         let password = self
             .opts
@@ -268,7 +276,10 @@ impl Http {
         let body = serde_json::to_vec(&LoginRequest {
             username: self.opts.username.clone(),
             password,
-            device_id: store.with(|s| Ok(s.device_id()))?,
+            device_id: match as_device {
+                Some(d) => d.to_string(),
+                None => store.with(|s| Ok(s.device_id()))?,
+            },
         })
         .unwrap_or_default();
         match self.post(traffic, "/v1/login", None, "application/json", body)? {
@@ -362,10 +373,34 @@ pub fn sync_with(
     };
     let mut summary = SyncSummary::default();
     let mut traffic = Traffic::default();
+    // Another user than the one who last synced here: the previous user's households
+    // leave the device once the new user has logged in (never before: a wrong password
+    // must not cost anyone their data), and never while a change of theirs is unsent.
+    let new_device = store.with(|store| {
+        let previous = store.meta(META_USER)?.filter(|u| !u.is_empty());
+        match previous {
+            Some(p) if p != opts.username => {
+                let unsynced = store.unsynced_count()?;
+                if unsynced > 0 {
+                    return Err(SyncError::OtherUserUnsynced {
+                        previous: p,
+                        unsynced,
+                    });
+                }
+                Ok(Some(Store::fresh_device_id()))
+            }
+            Some(_) => Ok(None),
+            None => {
+                // First sync of this store: what is here was made on it.
+                reset(store)?;
+                store.set_meta(META_USER, &opts.username)?;
+                Ok(None)
+            }
+        }
+    })?;
     let token = store.with(|store| {
-        if store.meta(META_USER)?.as_deref() != Some(opts.username.as_str()) {
-            reset(store)?;
-            store.set_meta(META_USER, &opts.username)?;
+        if new_device.is_some() {
+            return Ok(None);
         }
         let token = store.meta(META_TOKEN)?.filter(|t| !t.is_empty());
         let expires: i64 = store
@@ -376,10 +411,23 @@ pub fn sync_with(
     })?;
     let token = match token {
         Some(t) => Ok(t),
-        None => http.login(&mut traffic, &mut store),
+        None => http.login(&mut traffic, &mut store, new_device.as_deref()),
     };
     summary.count(std::mem::take(&mut traffic));
     let token = token?;
+    if let Some(device) = &new_device {
+        store.with(|store| {
+            let token = store.meta(META_TOKEN)?.unwrap_or_default();
+            let expires = store.meta(META_TOKEN_EXPIRES)?.unwrap_or_default();
+            store.forget_households(device)?;
+            reset(store)?;
+            // The new user's token, from the login just made.
+            store.set_meta(META_TOKEN, &token)?;
+            store.set_meta(META_TOKEN_EXPIRES, &expires)?;
+            store.set_meta(META_USER, &opts.username)?;
+            Ok(())
+        })?;
+    }
     let result = std::thread::scope(|scope| {
         pull_loop(scope, &http, &mut store, token, &mut summary, progress)
     });
@@ -461,7 +509,7 @@ fn pull_loop<'scope, S: StoreAccess>(
             Answer::Err(401, _) if !relogged => {
                 relogged = true;
                 let mut t = Traffic::default();
-                let fresh = http.login(&mut t, store);
+                let fresh = http.login(&mut t, store, None);
                 summary.count(t);
                 token = fresh?;
                 continue;

@@ -192,11 +192,14 @@ fn open_conn(path: &Path, key: Option<[u8; 32]>) -> Result<Connection> {
     // WAL + synchronous=NORMAL: a committed transaction survives a killed process (the
     // crash tests kill -9 mid-write); a power cut may lose the last moments of writes but
     // never corrupts the file. FULL would add an fsync (~6 ms here) to every visit saved.
+    // secure_delete: a household dropped from the device (erased, moved away, another
+    // user) is overwritten in the file, not just unlinked (health data, UU 27/2022 PDP).
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = NORMAL;
          PRAGMA foreign_keys = ON;
-         PRAGMA busy_timeout = 5000;",
+         PRAGMA busy_timeout = 5000;
+         PRAGMA secure_delete = ON;",
     )?;
     Ok(conn)
 }
@@ -896,7 +899,58 @@ impl Store {
         )?;
         tx.execute("DELETE FROM docs WHERE household_id = ?1", [id.to_string()])?;
         tx.commit()?;
+        self.truncate_wal();
         Ok(())
+    }
+
+    /// After a removal: the WAL still holds the removed rows' old pages until a
+    /// checkpoint; fold it into the (securely overwritten) file and empty it. Best effort:
+    /// a reader holding the WAL makes it a no-op until next time.
+    fn truncate_wal(&self) {
+        let _ = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+    }
+
+    /// A new random device id, for [`Store::forget_households`].
+    pub fn fresh_device_id() -> String {
+        ActorId::random().to_hex_string()
+    }
+
+    /// Removes every household from this device, in one transaction, and from then on
+    /// the store is the new device `device` (from [`Store::fresh_device_id`]): another
+    /// user is about to sync here, and what the previous user's scope brought must not
+    /// stay for them (UU 27/2022 PDP). The server skips sending a device what it made
+    /// itself, so a store that forgot its households must not keep that device's id.
+    /// Returns how many were removed. Refuses, removing nothing, while any local change
+    /// is unsynced.
+    pub fn forget_households(&mut self, device: &str) -> Result<usize> {
+        let actor = ActorId::from(
+            hex::decode(device).map_err(|e| StoreError::Invalid(format!("device id: {e}")))?,
+        );
+        let unsynced = self.unsynced_count()?;
+        if unsynced > 0 {
+            return Err(StoreError::Invalid(format!(
+                "{unsynced} perubahan belum terkirim ke server ({unsynced} changes not yet sent to the server)"
+            )));
+        }
+        let ids = self.household_ids()?;
+        self.cache.clear();
+        self.cache_order.clear();
+        let tx = self.conn.transaction()?;
+        for id in &ids {
+            project::delete(&tx, *id)?;
+        }
+        tx.execute("DELETE FROM changes", [])?;
+        tx.execute("DELETE FROM docs", [])?;
+        tx.execute(
+            "UPDATE meta SET value = ?1 WHERE key = 'device'",
+            [actor.to_hex_string()],
+        )?;
+        tx.commit()?;
+        self.actor = actor;
+        self.truncate_wal();
+        Ok(ids.len())
     }
 
     // ---- sync support --------------------------------------------------------------------
