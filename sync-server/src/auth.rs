@@ -301,6 +301,13 @@ pub struct LoginLimiter {
     failures: Mutex<HashMap<String, (u32, Instant)>>,
 }
 
+/// The name a login attempt is counted (and audited) under: its first 64 characters. No
+/// account has a longer name, and the audit log keeps only that much, so the counters
+/// rebuilt from it after a restart are the same as before it.
+pub fn username_key(username: &str) -> String {
+    username.chars().take(64).collect()
+}
+
 fn address_key(addr: std::net::IpAddr) -> String {
     format!("\u{0}addr:{addr}")
 }
@@ -325,7 +332,7 @@ impl LoginLimiter {
     /// Err when the username or the address is locked out for now.
     pub fn check(&self, username: &str, addr: Option<std::net::IpAddr>) -> Result<(), ServerError> {
         let map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        Self::locked(&map, username, LOGIN_FAILURES)?;
+        Self::locked(&map, &username_key(username), LOGIN_FAILURES)?;
         if let Some(a) = addr {
             Self::locked(&map, &address_key(a), LOGIN_FAILURES_PER_ADDRESS)?;
         }
@@ -337,7 +344,7 @@ impl LoginLimiter {
         if map.len() > 100_000 {
             map.retain(|_, (_, t)| t.elapsed() < LOGIN_WINDOW);
         }
-        let keys = std::iter::once(username.to_string()).chain(addr.map(address_key));
+        let keys = std::iter::once(username_key(username)).chain(addr.map(address_key));
         for k in keys {
             Self::failed_at(&mut map, k, Instant::now());
         }
@@ -396,6 +403,6 @@ impl LoginLimiter {
         self.failures
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(username);
+            .remove(&username_key(username));
     }
 }

@@ -307,7 +307,7 @@ async fn login(
                     st.limiter.failed(&req.username, addr);
                     st.metrics.login_failures.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(user = %req.username, address = ?addr, "login failed");
-                    let name: String = req.username.chars().take(64).collect();
+                    let name = auth::username_key(&req.username);
                     // The address lets a restarted server rebuild its lockouts.
                     let detail = match addr {
                         Some(a) => format!("{} from {a}", e.code()),

@@ -382,12 +382,19 @@ fn login_rate_limit_lockout_and_hashes_at_rest() {
         assert_eq!(login_status(&server.url, "nobody", "x").0, 401);
     }
     assert_eq!(login_status(&server.url, "nobody", "x").0, 429);
+    // A name longer than any account's (the audit log keeps 64 characters of it).
+    let long = "n".repeat(100);
+    for _ in 0..5 {
+        assert_eq!(login_status(&server.url, &long, "x").0, 401);
+    }
+    assert_eq!(login_status(&server.url, &long, "x").0, 429);
     // A restart does not lift a lockout: the counters are rebuilt from the audit log.
     let mut server = server;
     server.kill();
     server.restart();
     assert_eq!(login_status(&server.url, "kader", PASSWORD).0, 429);
     assert_eq!(login_status(&server.url, "nobody", "x").0, 429);
+    assert_eq!(login_status(&server.url, &long, "x").0, 429);
     assert_eq!(login_status(&server.url, "other", PASSWORD).0, 200);
 
     // Hashed at rest: the token and the password appear nowhere in the database files.
