@@ -385,14 +385,16 @@ pub fn soak(args: &[String]) -> Result<()> {
     )?;
     let conv = start.elapsed().as_secs_f64();
 
-    // The server SIGKILLed mid-commit, `kills` times on each backend (the test binaries
-    // start the debug server and client, so build those first: not stale).
+    // The server SIGKILLed mid-commit, `kills` times on each backend: the release server,
+    // as deployed (the test binaries start the server and client of their own profile, so
+    // build those first: not stale).
     let t0 = Instant::now();
     sh::run(
         "cargo",
         &[
             "build",
             "-q",
+            "--release",
             "--workspace",
             "--bin",
             "kunjung-server",
@@ -409,6 +411,7 @@ pub fn soak(args: &[String]) -> Result<()> {
         "cargo",
         &[
             "test",
+            "--release",
             "-p",
             "kunjung-tests",
             "--test",

@@ -23,51 +23,36 @@ pub const PASSWORD: &str = "kata-sandi-uji";
 /// The scrape token the test servers accept on `/metrics` (`KUNJUNG_METRICS_TOKEN`).
 pub const METRICS_TOKEN: &str = "token-metrik-uji-0123456789";
 
+/// A binary of this build's profile (built once if missing: in the profile of the test
+/// binary, so a release test run gets release binaries).
+fn built_bin(package: &str, name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+    let bin = profile_dir.join(name);
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "-p", package, "--bin", name])
+            .arg("--target-dir")
+            .arg(profile_dir.parent().unwrap());
+        if profile_dir.file_name().is_some_and(|p| p == "release") {
+            cmd.arg("--release");
+        }
+        assert!(cmd.status().unwrap().success(), "building {name} failed");
+    }
+    bin
+}
+
 /// The `kunjung-server` binary of this build (built once if missing).
 pub fn server_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let exe = std::env::current_exe().unwrap();
-        let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-        let bin = profile_dir.join("kunjung-server");
-        if !bin.exists() {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let status = Command::new(cargo)
-                .args([
-                    "build",
-                    "-p",
-                    "kunjung-sync-server",
-                    "--bin",
-                    "kunjung-server",
-                ])
-                .arg("--target-dir")
-                .arg(profile_dir.parent().unwrap())
-                .status()
-                .unwrap();
-            assert!(status.success(), "building kunjung-server failed");
-        }
-        bin
-    })
+    BIN.get_or_init(|| built_bin("kunjung-sync-server", "kunjung-server"))
 }
 
 /// The `kunjung` binary of this build (built once if missing).
 pub fn client_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let server = server_bin();
-        let bin = server.with_file_name("kunjung");
-        if !bin.exists() {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let status = Command::new(cargo)
-                .args(["build", "-p", "kunjung-client", "--bin", "kunjung"])
-                .arg("--target-dir")
-                .arg(server.parent().unwrap().parent().unwrap())
-                .status()
-                .unwrap();
-            assert!(status.success(), "building kunjung failed");
-        }
-        bin
-    })
+    BIN.get_or_init(|| built_bin("kunjung-client", "kunjung"))
 }
 
 /// A server process on a database, bound to port 0.
