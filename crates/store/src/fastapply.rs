@@ -265,7 +265,11 @@ impl Store {
         let mut total = 0;
         let mut here = Vec::with_capacity(groups.len());
         for (id, changes) in groups {
-            if self.has_household(*id)? {
+            let here_already = self
+                .conn
+                .prepare_cached("SELECT 1 FROM docs WHERE household_id = ?1")?
+                .exists([id.to_string()])?;
+            if here_already {
                 here.push((*id, changes));
             } else {
                 total += self.create_from_changes(*id, changes, acknowledged)?;
