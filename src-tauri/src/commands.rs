@@ -17,7 +17,13 @@ fn today() -> NaiveDate {
 
 #[tauri::command(async)]
 pub fn list_households(app: State<'_, App>, filter: ListFilter) -> Result<Vec<HouseholdRow>> {
-    app.with(|s| s.list_households(&filter))
+    app.with(|s| {
+        // Due tasks are counted for today (stale ones are recomputed first).
+        if filter.has_due_tasks {
+            s.refresh_tasks()?;
+        }
+        s.list_households(&filter)
+    })
 }
 
 #[tauri::command(async)]

@@ -5,8 +5,10 @@
 //! (a digest over exactly the acknowledged hashes) matches, and the cursor is saved only
 //! after its page is stored, so a retry repeats at most one page, which applies
 //! idempotently. A page of snapshots (a first sync) is decoded and projected on every
-//! core while it is written, one transaction per chunk of households, and the next page
-//! is requested while this one is stored. Network errors and server unavailability are retried with backoff; an
+//! core while it is written, one transaction per chunk of households; a page of changes
+//! is applied one transaction per chunk too (`Store::apply_pulled`, which stores a new
+//! visit without loading its document); the next page is requested while this one is
+//! stored. Network errors and server unavailability are retried with backoff; an
 //! expired or revoked token leads to one fresh login.
 
 use std::collections::{BTreeMap, HashSet};
@@ -351,8 +353,8 @@ pub fn sync(
 }
 
 /// [`sync`] through a [`StoreAccess`]: the store is taken for each short piece of store
-/// work (reading what to push, marking a receipt, storing one household of a page, or one
-/// chunk of up to 100 households of a page of snapshots, saving the cursor) and given back
+/// work (reading what to push, marking a receipt, storing one chunk of up to 100
+/// households of a page, saving the cursor) and given back
 /// in between.
 pub fn sync_with(
     mut store: impl StoreAccess,
@@ -449,8 +451,8 @@ pub fn sync_with(
 /// A request running on another thread, with what it counted.
 type Prefetch<'scope> = std::thread::ScopedJoinHandle<'scope, (Result<Answer, SyncError>, Traffic)>;
 
-/// Households stored per transaction when a page brings snapshots: a chunk is written all
-/// or nothing, and the store is handed back between chunks.
+/// Households stored per transaction when a page brings snapshots or changes: a chunk is
+/// written all or nothing, and the store is handed back between chunks.
 const STORE_CHUNK: usize = 100;
 
 /// Push and pull rounds until nothing is left. While a pull-only page is being stored, the
@@ -600,10 +602,17 @@ fn pull_loop<'scope, S: StoreAccess>(
         )?;
         summary.snapshots += snapshots;
         summary.pulled += snapshots;
-        for g in &resp.changes {
-            let changes: Vec<Vec<u8>> = g.changes.iter().map(|c| c.to_vec()).collect();
-            store.with(|store| Ok(store.apply_changes(g.household_id, &changes, true)?))?;
-            summary.pulled += changes.len();
+        let groups: Vec<(Uuid, Vec<Vec<u8>>)> = resp
+            .changes
+            .into_iter()
+            .map(|g| {
+                let changes = g.changes.into_iter().map(|c| c.into_vec()).collect();
+                (g.household_id, changes)
+            })
+            .collect();
+        for chunk in groups.chunks(STORE_CHUNK) {
+            store.with(|store| Ok(store.apply_pulled(chunk, true)?))?;
+            summary.pulled += chunk.iter().map(|(_, c)| c.len()).sum::<usize>();
         }
         store.with(|store| Ok(store.set_meta(META_CURSOR, &resp.next_cursor.to_text())?))?;
         progress(&Progress {

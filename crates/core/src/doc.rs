@@ -247,7 +247,7 @@ fn check_kind(path: &str, kind: Kind, v: &AnswerValue) -> Result<()> {
 
 /// A scalar read from the document, with Text objects already turned into strings.
 #[derive(Debug, Clone, PartialEq)]
-enum Val {
+pub(crate) enum Val {
     Str(String),
     Int(i64),
     F64(f64),
@@ -295,7 +295,7 @@ impl Val {
         self.str()
             .and_then(|s| NaiveDate::parse_from_str(&s, "%Y-%m-%d").ok())
     }
-    fn uuid(&self) -> Option<Uuid> {
+    pub(crate) fn uuid(&self) -> Option<Uuid> {
         self.str().and_then(|s| Uuid::parse_str(&s).ok())
     }
     fn answer(&self) -> Option<AnswerValue> {
@@ -322,10 +322,10 @@ impl Val {
 }
 
 /// Fields of one map object.
-struct Fields(BTreeMap<String, Val>);
+pub(crate) struct Fields(pub(crate) BTreeMap<String, Val>);
 
 impl Fields {
-    fn get(&self, k: &str) -> &Val {
+    pub(crate) fn get(&self, k: &str) -> &Val {
         self.0.get(k).unwrap_or(&Val::Null)
     }
     fn obj(&self, k: &str) -> Option<&ObjId> {
@@ -391,6 +391,106 @@ fn read_member(src: &Src<'_>, id: Uuid, obj: &ObjId) -> Member {
     }
 }
 
+/// Where record reading gets a map's fields: the document ([`Src`]) or the objects a
+/// change creates (`crate::fastapply`).
+pub(crate) trait FieldSource {
+    fn fields(&self, obj: &ObjId) -> Fields;
+}
+
+impl FieldSource for Src<'_> {
+    fn fields(&self, obj: &ObjId) -> Fields {
+        Src::fields(self, obj)
+    }
+}
+
+/// A visit record (None when it lacks a member or a date, as `read` skips it).
+pub(crate) fn read_visit(src: &impl FieldSource, id: Uuid, obj: &ObjId) -> Option<Visit> {
+    let f = src.fields(obj);
+    let (Some(member_id), Some(date)) = (f.get("member_id").uuid(), f.get("date").date()) else {
+        return None;
+    };
+    let mut answers = BTreeMap::new();
+    if let Some(a) = f.obj("answers") {
+        for (k, v) in src.fields(a).0 {
+            if let Some(a) = v.answer() {
+                answers.insert(k, a);
+            }
+        }
+    }
+    let danger_signs = f
+        .obj("danger_signs")
+        .map(|o| {
+            src.fields(o)
+                .0
+                .into_iter()
+                .filter(|(_, v)| v.bool() != Some(false))
+                .map(|(k, _)| k)
+                .collect()
+        })
+        .unwrap_or_default();
+    let education = f
+        .obj("education")
+        .map(|o| {
+            src.fields(o)
+                .0
+                .into_iter()
+                .map(|(k, v)| (k, v.str().unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default();
+    Some(Visit {
+        id,
+        member_id,
+        date,
+        stage: f.get("stage").str().and_then(|s| LifeStage::parse(&s)),
+        cadre: f.get("cadre").str(),
+        weight_kg: f.get("weight_kg").f64(),
+        height_cm: f.get("height_cm").f64(),
+        measured: f.get("measured").str().and_then(|s| Measured::parse(&s)),
+        muac_cm: f.get("muac_cm").f64(),
+        head_cm: f.get("head_cm").f64(),
+        bp_systolic: f.get("bp_systolic").i64(),
+        bp_diastolic: f.get("bp_diastolic").i64(),
+        answers: VisitAnswers::from_map_lenient(answers),
+        danger_signs,
+        education,
+        reported_to_nakes: f.get("reported_to_nakes").bool(),
+        referred: f.get("referred").bool().unwrap_or(false),
+        notes: f.get("notes").str(),
+        voided: f.get("voided").bool().unwrap_or(false),
+        void_reason: f.get("void_reason").str(),
+        created_at: f.get("created_at").i64().unwrap_or(0),
+    })
+}
+
+/// A referral record (None when it lacks a member, as `read` skips it).
+pub(crate) fn read_referral(src: &impl FieldSource, id: Uuid, obj: &ObjId) -> Option<Referral> {
+    let f = src.fields(obj);
+    let member_id = f.get("member_id").uuid()?;
+    Some(Referral {
+        id,
+        visit_id: f.get("visit_id").uuid(),
+        member_id,
+        reason: f.get("reason").str().unwrap_or_default(),
+        danger_signs: f
+            .get("danger_signs")
+            .str()
+            .map(|s| s.split(',').map(String::from).collect())
+            .unwrap_or_default(),
+        created_at: f.get("created_at").i64().unwrap_or(0),
+        created_by: f.get("created_by").str(),
+        status: f
+            .get("status")
+            .str()
+            .and_then(|s| ReferralStatus::parse(&s))
+            .unwrap_or_default(),
+        updated_at: f.get("updated_at").i64(),
+        outcome: f.get("outcome").str(),
+        feedback: f.get("feedback").str(),
+        handled_by: f.get("handled_by").str(),
+    })
+}
+
 /// A household document.
 #[derive(Debug, Clone)]
 pub struct HouseholdDoc {
@@ -438,7 +538,7 @@ impl<'a> Src<'a> {
     }
 }
 
-fn fields(doc: &Automerge, obj: &ObjId) -> Fields {
+pub(crate) fn fields(doc: &Automerge, obj: &ObjId) -> Fields {
     let mut out = BTreeMap::new();
     for item in doc.map_range(obj, ..) {
         let id = item.id();
@@ -614,7 +714,7 @@ impl HouseholdDoc {
         self.doc.get_heads()
     }
 
-    fn root_map(&self, key: &str) -> Result<ObjId> {
+    pub(crate) fn root_map(&self, key: &str) -> Result<ObjId> {
         match self.doc.get(ROOT, key)? {
             Some((automerge::Value::Object(ObjType::Map), id)) => Ok(id),
             _ => Err(CoreError::CorruptDocument(format!(
@@ -1240,63 +1340,9 @@ impl HouseholdDoc {
             let (Val::Obj(obj, ObjType::Map), Ok(id)) = (v, Uuid::parse_str(&key)) else {
                 continue;
             };
-            let f = src.fields(&obj);
-            let (Some(member_id), Some(date)) = (f.get("member_id").uuid(), f.get("date").date())
-            else {
-                continue;
-            };
-            let mut answers = BTreeMap::new();
-            if let Some(a) = f.obj("answers") {
-                for (k, v) in src.fields(a).0 {
-                    if let Some(a) = v.answer() {
-                        answers.insert(k, a);
-                    }
-                }
+            if let Some(visit) = read_visit(src, id, &obj) {
+                visits.push(visit);
             }
-            let danger_signs = f
-                .obj("danger_signs")
-                .map(|o| {
-                    src.fields(o)
-                        .0
-                        .into_iter()
-                        .filter(|(_, v)| v.bool() != Some(false))
-                        .map(|(k, _)| k)
-                        .collect()
-                })
-                .unwrap_or_default();
-            let education = f
-                .obj("education")
-                .map(|o| {
-                    src.fields(o)
-                        .0
-                        .into_iter()
-                        .map(|(k, v)| (k, v.str().unwrap_or_default()))
-                        .collect()
-                })
-                .unwrap_or_default();
-            visits.push(Visit {
-                id,
-                member_id,
-                date,
-                stage: f.get("stage").str().and_then(|s| LifeStage::parse(&s)),
-                cadre: f.get("cadre").str(),
-                weight_kg: f.get("weight_kg").f64(),
-                height_cm: f.get("height_cm").f64(),
-                measured: f.get("measured").str().and_then(|s| Measured::parse(&s)),
-                muac_cm: f.get("muac_cm").f64(),
-                head_cm: f.get("head_cm").f64(),
-                bp_systolic: f.get("bp_systolic").i64(),
-                bp_diastolic: f.get("bp_diastolic").i64(),
-                answers: VisitAnswers::from_map_lenient(answers),
-                danger_signs,
-                education,
-                reported_to_nakes: f.get("reported_to_nakes").bool(),
-                referred: f.get("referred").bool().unwrap_or(false),
-                notes: f.get("notes").str(),
-                voided: f.get("voided").bool().unwrap_or(false),
-                void_reason: f.get("void_reason").str(),
-                created_at: f.get("created_at").i64().unwrap_or(0),
-            });
         }
         visits.sort_by_key(|v| (v.date, v.id));
 
@@ -1305,32 +1351,9 @@ impl HouseholdDoc {
             let (Val::Obj(obj, ObjType::Map), Ok(id)) = (v, Uuid::parse_str(&key)) else {
                 continue;
             };
-            let f = src.fields(&obj);
-            let Some(member_id) = f.get("member_id").uuid() else {
-                continue;
-            };
-            referrals.push(Referral {
-                id,
-                visit_id: f.get("visit_id").uuid(),
-                member_id,
-                reason: f.get("reason").str().unwrap_or_default(),
-                danger_signs: f
-                    .get("danger_signs")
-                    .str()
-                    .map(|s| s.split(',').map(String::from).collect())
-                    .unwrap_or_default(),
-                created_at: f.get("created_at").i64().unwrap_or(0),
-                created_by: f.get("created_by").str(),
-                status: f
-                    .get("status")
-                    .str()
-                    .and_then(|s| ReferralStatus::parse(&s))
-                    .unwrap_or_default(),
-                updated_at: f.get("updated_at").i64(),
-                outcome: f.get("outcome").str(),
-                feedback: f.get("feedback").str(),
-                handled_by: f.get("handled_by").str(),
-            });
+            if let Some(r) = read_referral(src, id, &obj) {
+                referrals.push(r);
+            }
         }
 
         let mut reviews = Vec::new();

@@ -8,6 +8,7 @@ pub mod checklist;
 pub mod danger;
 pub mod doc;
 pub mod error;
+pub mod fastapply;
 pub mod growth;
 pub mod ids;
 pub mod lifestage;

@@ -9,6 +9,7 @@
 pub mod app_support;
 pub mod app_views;
 mod crypto;
+mod fastapply;
 mod merge;
 mod project;
 mod query;
@@ -345,26 +346,7 @@ impl Store {
     // ---- documents -----------------------------------------------------------------
 
     fn load_doc_from_db(&self, id: Uuid) -> Result<HouseholdDoc> {
-        let snapshot: Vec<u8> = self
-            .conn
-            .query_row(
-                "SELECT snapshot FROM docs WHERE household_id = ?1",
-                [id.to_string()],
-                |r| r.get(0),
-            )
-            .optional()?
-            .ok_or_else(|| StoreError::NotFound(format!("rumah tangga {id} (household)")))?;
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT bytes FROM changes WHERE household_id = ?1 AND in_snapshot = 0 ORDER BY seq",
-        )?;
-        let changes: Vec<Vec<u8>> = stmt
-            .query_map([id.to_string()], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        let snapshot = snapshot::decode(&snapshot)?;
-        let mut doc =
-            HouseholdDoc::load_with_changes(&snapshot, changes.iter().map(|c| c.as_slice()))?;
-        doc.set_actor(self.actor.clone());
-        Ok(doc)
+        load_doc(&self.conn, &self.actor, id)
     }
 
     /// Takes a document out of the cache (or loads it); put it back with `cache_put`.
@@ -650,71 +632,32 @@ impl Store {
         changes: &[Vec<u8>],
         acknowledged: bool,
     ) -> Result<usize> {
-        let exists = self.has_household(household_id)?;
-        let mut doc = if exists {
-            self.take_doc(household_id)?
-        } else {
-            let mut parsed = Vec::new();
-            for c in changes {
-                parsed.push(kunjung_core::doc::parse_change(c)?);
-            }
-            let mut am = automerge::Automerge::new();
-            am.apply_changes(parsed).map_err(CoreError::from)?;
-            let mut d = HouseholdDoc::from_automerge(am)?;
-            if d.id()? != household_id {
-                return Err(StoreError::Invalid(
-                    "id rumah tangga tidak cocok (household id mismatch)".into(),
-                ));
-            }
-            d.set_actor(self.actor.clone());
-            self.insert_new_doc(household_id, &d, changes, acknowledged)?;
-            let n = changes.len();
-            self.cache_put(household_id, d);
-            return Ok(n);
-        };
-        let new = match doc.apply_changes(changes) {
-            Ok(n) => n,
-            Err(e) => {
-                self.cache_put(household_id, doc);
-                return Err(e.into());
-            }
-        };
-        if new.is_empty() {
-            // Already had them all: still record the server's acknowledgement.
-            if acknowledged {
-                self.mark_synced_hashes(
-                    changes
-                        .iter()
-                        .filter_map(|c| kunjung_core::doc::parse_change(c).ok())
-                        .map(|c| c.hash().0.to_vec()),
-                )?;
-            }
-            self.cache_put(household_id, doc);
-            return Ok(0);
-        }
-        let tx = self.conn.transaction()?;
-        let now = now_ms();
+        self.apply_pulled(&[(household_id, changes.to_vec())], acknowledged)
+    }
+
+    /// Creates a household from the changes received for it (it is new here).
+    fn create_from_changes(
+        &mut self,
+        household_id: Uuid,
+        changes: &[Vec<u8>],
+        acknowledged: bool,
+    ) -> Result<usize> {
+        let mut parsed = Vec::new();
         for c in changes {
-            let ch = kunjung_core::doc::parse_change(c)?;
-            tx.prepare_cached(
-                "INSERT INTO changes(hash, household_id, bytes, local, synced, created_at) VALUES (?1, ?2, ?3, 0, ?4, ?5)
-                 ON CONFLICT(hash) DO UPDATE SET synced = max(synced, excluded.synced)",
-            )?
-            .execute(params![ch.hash().0.as_slice(), household_id.to_string(), c, acknowledged as i64, now])?;
+            parsed.push(kunjung_core::doc::parse_change(c)?);
         }
-        tx.execute(
-            "UPDATE docs SET heads = ?2, pending = pending + ?3, updated_at = ?4 WHERE household_id = ?1",
-            params![household_id.to_string(), heads_text(&doc), new.len() as i64, now],
-        )?;
-        project::apply(
-            &tx,
-            household_id,
-            &doc,
-            project::Mode::Full { conflicts: true },
-        )?;
-        tx.commit()?;
-        let n = new.len();
-        self.cache_put(household_id, doc);
+        let mut am = automerge::Automerge::new();
+        am.apply_changes(parsed).map_err(CoreError::from)?;
+        let mut d = HouseholdDoc::from_automerge(am)?;
+        if d.id()? != household_id {
+            return Err(StoreError::Invalid(
+                "id rumah tangga tidak cocok (household id mismatch)".into(),
+            ));
+        }
+        d.set_actor(self.actor.clone());
+        self.insert_new_doc(household_id, &d, changes, acknowledged)?;
+        let n = changes.len();
+        self.cache_put(household_id, d);
         Ok(n)
     }
 
@@ -743,6 +686,7 @@ impl Store {
             [id.to_string()],
         )?;
         project::apply(&tx, id, doc, project::Mode::Full { conflicts: true })?;
+        fastapply::write_index(&tx, id, doc)?;
         tx.commit()?;
         Ok(())
     }
@@ -775,6 +719,7 @@ impl Store {
                 }
             }
             project::apply(&tx, id, &d, project::Mode::Full { conflicts: true })?;
+            fastapply::write_index(&tx, id, &d)?;
             tx.commit()?;
             self.cache_put(id, d);
             return Ok(id);
@@ -827,6 +772,10 @@ impl Store {
             )?
             .execute(params![ids, d.stored, d.heads, now])?;
             project::write_new(&tx, d.id, &d.rows)?;
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO fast_index(household_id, heads, data) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![ids, d.heads, d.index])?;
         }
         tx.commit()?;
         for d in &merge {
@@ -898,6 +847,10 @@ impl Store {
             [id.to_string()],
         )?;
         tx.execute("DELETE FROM docs WHERE household_id = ?1", [id.to_string()])?;
+        tx.execute(
+            "DELETE FROM fast_index WHERE household_id = ?1",
+            [id.to_string()],
+        )?;
         tx.commit()?;
         self.truncate_wal();
         Ok(())
@@ -1084,7 +1037,14 @@ impl Store {
                 .tasks_on
                 .parse()
                 .unwrap_or_else(|_| project::today());
-            let want = project::expected_rows(&doc, &project::schedule_config(&self.conn)?, on)?;
+            let mut want =
+                project::expected_rows(&doc, &project::schedule_config(&self.conn)?, on)?;
+            if have.household.tasks_on.is_empty() {
+                // Marked stale by a pulled visit: recomputed before tasks are read.
+                want.tasks = have.tasks.clone();
+                want.household.tasks_on = String::new();
+                want.household.due_tasks = have.household.due_tasks;
+            }
             if want != have {
                 problems.push(format!("household {id}: projection differs from document"));
             }
@@ -1163,6 +1123,8 @@ pub struct PreparedDocument {
     stored: Vec<u8>,
     heads: String,
     rows: project::Rows,
+    /// Its fast index (see `fastapply`), as stored.
+    index: String,
 }
 
 impl PreparedDocument {
@@ -1178,13 +1140,41 @@ pub fn prepare_document(bytes: Vec<u8>, ctx: &ProjectionContext) -> Result<Prepa
     let doc = HouseholdDoc::load(&bytes)?;
     let id = doc.id()?;
     let rows = project::rows_for_new(&doc, &ctx.cfg, ctx.on)?;
+    let ids = |v: Vec<String>| v.into_iter().collect::<std::collections::BTreeSet<_>>();
+    let index = fastapply::index_text(&doc.fast_index(
+        &ids(rows.visits.iter().map(|v| v.id.clone()).collect()),
+        &ids(rows.referrals.iter().map(|r| r.id.clone()).collect()),
+    )?)?;
     Ok(PreparedDocument {
+        index,
         id,
         heads: heads_text(&doc),
         stored: snapshot::encode_saved(&bytes),
         bytes,
         rows,
     })
+}
+
+/// Loads a household document from its snapshot and pending changes.
+fn load_doc(conn: &Connection, actor: &ActorId, id: Uuid) -> Result<HouseholdDoc> {
+    let snapshot: Vec<u8> = conn
+        .query_row(
+            "SELECT snapshot FROM docs WHERE household_id = ?1",
+            [id.to_string()],
+            |r| r.get(0),
+        )
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(format!("rumah tangga {id} (household)")))?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT bytes FROM changes WHERE household_id = ?1 AND in_snapshot = 0 ORDER BY seq",
+    )?;
+    let changes: Vec<Vec<u8>> = stmt
+        .query_map([id.to_string()], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let snapshot = snapshot::decode(&snapshot)?;
+    let mut doc = HouseholdDoc::load_with_changes(&snapshot, changes.iter().map(|c| c.as_slice()))?;
+    doc.set_actor(actor.clone());
+    Ok(doc)
 }
 
 fn heads_text(doc: &HouseholdDoc) -> String {

@@ -181,40 +181,9 @@ fn rows_from(
     let visits: Vec<VisitRowData> = view
         .visits
         .iter()
-        .map(|v| VisitRowData {
-            id: v.id.to_string(),
-            member_id: v.member_id.to_string(),
-            date: v.date.format("%Y-%m-%d").to_string(),
-            stage: v.stage.map(|s| s.code().to_string()),
-            cadre: v.cadre.clone(),
-            weight_kg: v.weight_kg,
-            height_cm: v.height_cm,
-            measured: v.measured.map(|m| m.code().to_string()),
-            muac_cm: v.muac_cm,
-            danger_signs: (!v.danger_signs.is_empty()).then(|| v.danger_signs.join(",")),
-            referred: v.referred,
-            reported: v.reported_to_nakes,
-            reviewed: reviewed.contains(&v.id),
-            voided: v.voided,
-            created_at: v.created_at,
-        })
+        .map(|v| visit_row(v, reviewed.contains(&v.id)))
         .collect();
-    let referrals: Vec<ReferralRowData> = view
-        .referrals
-        .iter()
-        .map(|r| ReferralRowData {
-            id: r.id.to_string(),
-            visit_id: r.visit_id.map(|u| u.to_string()),
-            member_id: r.member_id.to_string(),
-            reason: r.reason.clone(),
-            status: r.status.code().to_string(),
-            created_at: r.created_at,
-            created_by: r.created_by.clone(),
-            updated_at: r.updated_at,
-            outcome: r.outcome.clone(),
-            feedback: r.feedback.clone(),
-        })
-        .collect();
+    let referrals: Vec<ReferralRowData> = view.referrals.iter().map(referral_row).collect();
     let conflicts = conflicts.unwrap_or_default();
     Rows {
         household: HouseholdRowData {
@@ -249,6 +218,43 @@ fn rows_from(
         visits,
         referrals,
         conflicts,
+    }
+}
+
+/// The row of one visit (`reviewed`: a review names it).
+pub(crate) fn visit_row(v: &kunjung_core::Visit, reviewed: bool) -> VisitRowData {
+    VisitRowData {
+        id: v.id.to_string(),
+        member_id: v.member_id.to_string(),
+        date: v.date.format("%Y-%m-%d").to_string(),
+        stage: v.stage.map(|s| s.code().to_string()),
+        cadre: v.cadre.clone(),
+        weight_kg: v.weight_kg,
+        height_cm: v.height_cm,
+        measured: v.measured.map(|m| m.code().to_string()),
+        muac_cm: v.muac_cm,
+        danger_signs: (!v.danger_signs.is_empty()).then(|| v.danger_signs.join(",")),
+        referred: v.referred,
+        reported: v.reported_to_nakes,
+        reviewed,
+        voided: v.voided,
+        created_at: v.created_at,
+    }
+}
+
+/// The row of one referral.
+pub(crate) fn referral_row(r: &kunjung_core::Referral) -> ReferralRowData {
+    ReferralRowData {
+        id: r.id.to_string(),
+        visit_id: r.visit_id.map(|u| u.to_string()),
+        member_id: r.member_id.to_string(),
+        reason: r.reason.clone(),
+        status: r.status.code().to_string(),
+        created_at: r.created_at,
+        created_by: r.created_by.clone(),
+        updated_at: r.updated_at,
+        outcome: r.outcome.clone(),
+        feedback: r.feedback.clone(),
     }
 }
 
@@ -397,7 +403,24 @@ fn visit_added(
     insert_tasks(tx, &ids, &rows.tasks)
 }
 
-fn insert_visit(tx: &Transaction<'_>, ids: &str, v: &VisitRowData) -> Result<()> {
+/// Recomputes only a household's tasks (and its `due_tasks`, `tasks_on`) for today: what
+/// changes with the calendar, or after a pulled visit stored without its document.
+pub fn tasks_only(tx: &Transaction<'_>, id: Uuid, doc: &HouseholdDoc) -> Result<()> {
+    let cfg = schedule_config(tx)?;
+    let rows = rows_from(&doc.read()?, None, &cfg, today());
+    let ids = id.to_string();
+    tx.prepare_cached("UPDATE households SET tasks_on = ?2, due_tasks = ?3 WHERE id = ?1")?
+        .execute(params![
+            ids,
+            rows.household.tasks_on,
+            rows.household.due_tasks
+        ])?;
+    tx.prepare_cached("DELETE FROM tasks WHERE household_id = ?1")?
+        .execute([&ids])?;
+    insert_tasks(tx, &ids, &rows.tasks)
+}
+
+pub(crate) fn insert_visit(tx: &Transaction<'_>, ids: &str, v: &VisitRowData) -> Result<()> {
     tx.prepare_cached(
         "INSERT INTO visits(id, household_id, member_id, date, stage, cadre, weight_kg, height_cm, measured,
             muac_cm, danger_signs, referred, reported, reviewed, voided, created_at)
@@ -424,7 +447,7 @@ fn insert_visit(tx: &Transaction<'_>, ids: &str, v: &VisitRowData) -> Result<()>
     Ok(())
 }
 
-fn insert_referral(tx: &Transaction<'_>, ids: &str, r: &ReferralRowData) -> Result<()> {
+pub(crate) fn insert_referral(tx: &Transaction<'_>, ids: &str, r: &ReferralRowData) -> Result<()> {
     tx.prepare_cached(
         "INSERT INTO referrals(id, household_id, visit_id, member_id, reason, status, created_at, created_by,
             updated_at, outcome, feedback)

@@ -142,6 +142,15 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE households ADD COLUMN tasks_on TEXT;
     ALTER TABLE households ADD COLUMN due_tasks INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 3: what a pulled change that only adds records is checked against without loading
+    // its document (kunjung_core::fastapply), valid while `heads` = docs.heads.
+    r#"
+    CREATE TABLE fast_index(
+        household_id TEXT PRIMARY KEY,
+        heads TEXT NOT NULL,
+        data TEXT NOT NULL
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 pub const LATEST: i64 = MIGRATIONS.len() as i64;

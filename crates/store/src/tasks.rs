@@ -3,7 +3,8 @@
 //! Tasks are written with the other projections in the same transaction as each change,
 //! computed for the device's today. Because a status also changes with the calendar (due
 //! becomes overdue, a new month brings a new weighing), households whose tasks were computed
-//! for another day are recomputed by `refresh_tasks` before the list is read. Tasks for any
+//! for another day, or marked stale (`tasks_on` NULL) by a pulled visit stored without its
+//! document (`fastapply`), are recomputed by `refresh_tasks` before the list is read. Tasks for any
 //! other date are computed from the documents on the fly.
 
 use chrono::NaiveDate;
@@ -62,7 +63,7 @@ impl Store {
             }
             let tx = self.conn_mut().transaction()?;
             for (id, doc) in &docs {
-                project::apply(&tx, *id, doc, project::Mode::Full { conflicts: false })?;
+                project::tasks_only(&tx, *id, doc)?;
             }
             tx.commit()?;
         }

@@ -1,0 +1,315 @@
+//! Applying pulled changes a page at a time: one transaction for many households, and a
+//! fast path that stores a change which only adds visits and referrals (the common end of
+//! day: another kader's new visit) without loading the household's document.
+//!
+//! The fast path (see `kunjung_core::fastapply` for what a change must be) needs the
+//! household's `fast_index` row, valid only while its `heads` equal `docs.heads` (any
+//! other write of the document leaves it stale, and the next pull of that household takes
+//! the full path, which writes a fresh one). A change qualifies when it depends on exactly
+//! the document's heads and every record key it takes is new. It is stored as the full
+//! path stores it — the bytes in `changes`, `docs.pending` + 1, the new heads — so the next
+//! load (snapshot + pending changes) gives the same document; its visit and referral rows
+//! are inserted, the household's counters updated, and its tasks marked stale
+//! (`tasks_on = NULL`): `Store::refresh_tasks` recomputes them from the document before
+//! tasks are read. Conflicts cannot change: nothing is overwritten. A cached copy of the
+//! document is dropped.
+//!
+//! Every other household takes the full path (load, apply, project everything), in the
+//! same transaction.
+
+use std::collections::BTreeSet;
+
+use automerge::{Change, ChangeHash};
+use kunjung_core::fastapply::{new_records, FastIndex, NewRecords};
+use kunjung_core::{CoreError, HouseholdDoc};
+use rusqlite::{params, OptionalExtension, Transaction};
+use uuid::Uuid;
+
+use crate::{heads_text, load_doc, now_ms, project, Result, Store, StoreError};
+
+/// What the fast path stores for one household.
+struct Plan {
+    records: Vec<NewRecords>,
+    index: FastIndex,
+    heads: String,
+}
+
+/// Reads the listed visit and referral ids of a household (its projection rows).
+fn listed(tx: &Transaction<'_>, id: &str) -> Result<(BTreeSet<String>, BTreeSet<String>)> {
+    let mut out = (BTreeSet::new(), BTreeSet::new());
+    for (sql, set) in [
+        ("SELECT id FROM visits WHERE household_id = ?1", &mut out.0),
+        (
+            "SELECT id FROM referrals WHERE household_id = ?1",
+            &mut out.1,
+        ),
+    ] {
+        let mut stmt = tx.prepare_cached(sql)?;
+        for r in stmt.query_map([id], |r| r.get::<_, String>(0))? {
+            set.insert(r?);
+        }
+    }
+    Ok(out)
+}
+
+/// Writes the fast index of a document whose projection rows are current.
+pub(crate) fn write_index(tx: &Transaction<'_>, id: Uuid, doc: &HouseholdDoc) -> Result<()> {
+    let ids = id.to_string();
+    let (visits, referrals) = listed(tx, &ids)?;
+    let index = doc.fast_index(&visits, &referrals)?;
+    put_index(tx, &ids, &heads_text(doc), &index)
+}
+
+/// The fast index as stored.
+pub(crate) fn index_text(index: &FastIndex) -> Result<String> {
+    serde_json::to_string(index).map_err(|e| StoreError::Invalid(e.to_string()))
+}
+
+fn put_index(tx: &Transaction<'_>, ids: &str, heads: &str, index: &FastIndex) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO fast_index(household_id, heads, data) VALUES (?1, ?2, ?3)
+         ON CONFLICT(household_id) DO UPDATE SET heads = excluded.heads, data = excluded.data",
+    )?
+    .execute(params![ids, heads, index_text(index)?])?;
+    Ok(())
+}
+
+fn exists(tx: &Transaction<'_>, sql: &str, key: &str) -> Result<bool> {
+    Ok(tx
+        .prepare_cached(sql)?
+        .query_row([key], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+/// The fast path's plan for a household's changes, or None when they need the document.
+fn plan(tx: &Transaction<'_>, id: Uuid, parsed: &[Change]) -> Result<Option<Plan>> {
+    let row: Option<(String, Option<String>, Option<String>)> = tx
+        .prepare_cached(
+            "SELECT d.heads, f.heads, f.data FROM docs d LEFT JOIN fast_index f ON f.household_id = d.household_id
+             WHERE d.household_id = ?1",
+        )?
+        .query_row([id.to_string()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    let Some((heads, Some(index_heads), Some(data))) = row else {
+        return Ok(None);
+    };
+    if heads != index_heads || parsed.is_empty() {
+        return Ok(None);
+    }
+    let Ok(mut index) = serde_json::from_str::<FastIndex>(&data) else {
+        return Ok(None);
+    };
+    let mut current: Vec<ChangeHash> = Vec::new();
+    for h in heads.split(',').filter(|h| !h.is_empty()) {
+        match h.parse() {
+            Ok(h) => current.push(h),
+            Err(_) => return Ok(None),
+        }
+    }
+    current.sort();
+    let mut records = Vec::with_capacity(parsed.len());
+    let mut taken: BTreeSet<String> = BTreeSet::new();
+    for c in parsed {
+        let mut deps = c.deps().to_vec();
+        deps.sort();
+        if current.is_empty() || deps != current {
+            return Ok(None);
+        }
+        let Some((rec, next)) = new_records(c, &index) else {
+            return Ok(None);
+        };
+        for k in &rec.visit_keys {
+            if !taken.insert(format!("v/{k}"))
+                || exists(tx, "SELECT 1 FROM visits WHERE id = ?1", k)?
+            {
+                return Ok(None);
+            }
+        }
+        for k in &rec.referral_keys {
+            if !taken.insert(format!("r/{k}"))
+                || exists(tx, "SELECT 1 FROM referrals WHERE id = ?1", k)?
+            {
+                return Ok(None);
+            }
+        }
+        records.push(rec);
+        index = next;
+        current = vec![c.hash()];
+    }
+    Ok(Some(Plan {
+        records,
+        index,
+        heads: current
+            .iter()
+            .map(|h| h.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+    }))
+}
+
+fn insert_changes(
+    tx: &Transaction<'_>,
+    ids: &str,
+    changes: &[Vec<u8>],
+    parsed: &[Change],
+    acknowledged: bool,
+    now: i64,
+) -> Result<()> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO changes(hash, household_id, bytes, local, synced, created_at) VALUES (?1, ?2, ?3, 0, ?4, ?5)
+         ON CONFLICT(hash) DO UPDATE SET synced = max(synced, excluded.synced)",
+    )?;
+    for (c, bytes) in parsed.iter().zip(changes) {
+        stmt.execute(params![
+            c.hash().0.as_slice(),
+            ids,
+            bytes,
+            acknowledged as i64,
+            now
+        ])?;
+    }
+    Ok(())
+}
+
+/// Stores a planned household: the changes, the document row, the new rows and counters.
+fn write_fast(
+    tx: &Transaction<'_>,
+    id: Uuid,
+    changes: &[Vec<u8>],
+    parsed: &[Change],
+    plan: &Plan,
+    acknowledged: bool,
+    now: i64,
+) -> Result<()> {
+    let ids = id.to_string();
+    insert_changes(tx, &ids, changes, parsed, acknowledged, now)?;
+    tx.prepare_cached(
+        "UPDATE docs SET heads = ?2, pending = pending + ?3, updated_at = ?4 WHERE household_id = ?1",
+    )?
+    .execute(params![ids, plan.heads, parsed.len() as i64, now])?;
+    let (mut visits, mut last, mut open) = (0i64, None::<String>, 0i64);
+    for rec in &plan.records {
+        for (v, reviewed) in &rec.visits {
+            let row = project::visit_row(v, *reviewed);
+            if !v.voided {
+                visits += 1;
+                if last.as_ref().is_none_or(|l| row.date > *l) {
+                    last = Some(row.date.clone());
+                }
+            }
+            project::insert_visit(tx, &ids, &row)?;
+        }
+        for r in &rec.referrals {
+            if r.status != kunjung_core::ReferralStatus::Closed {
+                open += 1;
+            }
+            project::insert_referral(tx, &ids, &project::referral_row(r))?;
+        }
+    }
+    tx.prepare_cached(
+        "UPDATE households SET visit_count = visit_count + ?2,
+            last_visit = CASE WHEN ?3 IS NOT NULL AND (last_visit IS NULL OR ?3 > last_visit) THEN ?3 ELSE last_visit END,
+            open_referrals = open_referrals + ?4, tasks_on = NULL, updated_at = ?5
+         WHERE id = ?1",
+    )?
+    .execute(params![ids, visits, last, open, now])?;
+    put_index(tx, &ids, &plan.heads, &plan.index)
+}
+
+/// The full path for a household already here, inside the page's transaction. Returns
+/// the document (to cache once committed) and how many changes were new.
+fn apply_full(
+    tx: &Transaction<'_>,
+    id: Uuid,
+    mut doc: HouseholdDoc,
+    changes: &[Vec<u8>],
+    parsed: &[Change],
+    acknowledged: bool,
+    now: i64,
+) -> Result<(HouseholdDoc, usize)> {
+    let new = doc.apply_changes(changes)?;
+    let ids = id.to_string();
+    if new.is_empty() {
+        // Already had them all: still record the server's acknowledgement.
+        if acknowledged {
+            let mut stmt =
+                tx.prepare_cached("UPDATE changes SET synced = 1 WHERE hash = ?1 AND synced = 0")?;
+            for c in parsed {
+                stmt.execute([c.hash().0.as_slice()])?;
+            }
+        }
+        return Ok((doc, 0));
+    }
+    insert_changes(tx, &ids, changes, parsed, acknowledged, now)?;
+    tx.prepare_cached(
+        "UPDATE docs SET heads = ?2, pending = pending + ?3, updated_at = ?4 WHERE household_id = ?1",
+    )?
+    .execute(params![ids, heads_text(&doc), new.len() as i64, now])?;
+    project::apply(tx, id, &doc, project::Mode::Full { conflicts: true })?;
+    write_index(tx, id, &doc)?;
+    Ok((doc, new.len()))
+}
+
+impl Store {
+    /// Applies pulled changes of many households (a page), all of them in one
+    /// transaction or, on an error, none (households new here are created first, one
+    /// transaction each). `acknowledged`: the server already holds them. Households whose
+    /// changes only add visits and referrals are stored without loading their documents
+    /// (see the module docs). Returns how many changes were new.
+    pub fn apply_pulled(
+        &mut self,
+        groups: &[(Uuid, Vec<Vec<u8>>)],
+        acknowledged: bool,
+    ) -> Result<usize> {
+        let mut total = 0;
+        let mut here = Vec::with_capacity(groups.len());
+        for (id, changes) in groups {
+            let here_already = self
+                .conn
+                .prepare_cached("SELECT 1 FROM docs WHERE household_id = ?1")?
+                .exists([id.to_string()])?;
+            if here_already {
+                here.push((*id, changes));
+            } else {
+                total += self.create_from_changes(*id, changes, acknowledged)?;
+            }
+        }
+        let mut parsed = Vec::with_capacity(here.len());
+        for (_, changes) in &here {
+            parsed.push(
+                changes
+                    .iter()
+                    .map(|c| kunjung_core::doc::parse_change(c))
+                    .collect::<Result<Vec<_>, CoreError>>()?,
+            );
+        }
+        let now = now_ms();
+        let actor = self.actor.clone();
+        let mut loaded = Vec::new();
+        {
+            let tx = self.conn.transaction()?;
+            for ((id, changes), parsed) in here.iter().zip(&parsed) {
+                let id = *id;
+                if let Some(p) = plan(&tx, id, parsed)? {
+                    write_fast(&tx, id, changes, parsed, &p, acknowledged, now)?;
+                    self.cache.remove(&id);
+                    total += parsed.len();
+                    continue;
+                }
+                let doc = match self.cache.remove(&id) {
+                    Some(d) => d,
+                    None => load_doc(&tx, &actor, id)?,
+                };
+                let (doc, n) = apply_full(&tx, id, doc, changes, parsed, acknowledged, now)?;
+                total += n;
+                loaded.push((id, doc));
+            }
+            tx.commit()?;
+        }
+        for (id, doc) in loaded {
+            self.cache_put(id, doc);
+        }
+        Ok(total)
+    }
+}
