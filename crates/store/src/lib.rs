@@ -896,6 +896,7 @@ impl Store {
         }
         tx.execute("DELETE FROM changes", [])?;
         tx.execute("DELETE FROM docs", [])?;
+        tx.execute("DELETE FROM fast_index", [])?;
         tx.execute(
             "UPDATE meta SET value = ?1 WHERE key = 'device'",
             [actor.to_hex_string()],
