@@ -495,7 +495,7 @@ fn local_ops(dir: &Path, households: usize) -> Result<Local> {
     // Add a visit to random members of random households.
     let members: Vec<String> = {
         let mut stmt = s.connection().prepare(
-            "SELECT id FROM members WHERE birth_date <= '2026-01-01' AND voided = 0 ORDER BY random() LIMIT 300",
+            "SELECT lower(hex(id)) FROM members WHERE birth_date <= '2026-01-01' AND voided = 0 ORDER BY random() LIMIT 300",
         )?;
         let v = stmt
             .query_map([], |r| r.get::<_, String>(0))?

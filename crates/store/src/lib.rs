@@ -263,7 +263,10 @@ impl Store {
             None
         };
         let mut conn = open_conn(&dir.join(DB_FILE), key)?;
-        schema::migrate(&mut conn)?;
+        if schema::migrate(&mut conn)? < schema::COMPACT_FROM {
+            // The migration rewrote the projections: give the space back to the device.
+            conn.execute_batch("VACUUM; PRAGMA wal_checkpoint(TRUNCATE);")?;
+        }
         let get = |k: &str| -> Result<String> {
             Ok(conn.query_row("SELECT value FROM meta WHERE key = ?1", [k], |r| r.get(0))?)
         };
@@ -496,8 +499,8 @@ impl Store {
         let s: String = self
             .conn
             .query_row(
-                "SELECT household_id FROM members WHERE id = ?1",
-                [member_id.to_string()],
+                "SELECT h.id FROM members m JOIN households h ON h.rid = m.hh WHERE m.id = ?1",
+                [member_id.as_bytes()],
                 |r| r.get(0),
             )
             .optional()?
@@ -510,8 +513,9 @@ impl Store {
         let s: String = self
             .conn
             .query_row(
-                "SELECT household_id FROM visits WHERE id = ?1",
-                [visit_id.to_string()],
+                // No index on visit ids (storage): a scan, for one review at a time.
+                "SELECT h.id FROM visits v JOIN households h ON h.rid = v.hh WHERE v.id = ?1",
+                [visit_id.as_bytes()],
                 |r| r.get(0),
             )
             .optional()?
