@@ -157,6 +157,9 @@ pub struct Store {
     user: String,
     cache: HashMap<Uuid, HouseholdDoc>,
     cache_order: VecDeque<Uuid>,
+    /// zstd dictionaries of the snapshots (`snapshot`), and the one new snapshots use.
+    dicts: snapshot::Dicts,
+    dict: Option<std::sync::Arc<snapshot::Dict>>,
 }
 
 fn read_config(dir: &Path) -> Result<Option<StoreConfig>> {
@@ -263,10 +266,7 @@ impl Store {
             None
         };
         let mut conn = open_conn(&dir.join(DB_FILE), key)?;
-        if schema::migrate(&mut conn)? < schema::COMPACT_FROM {
-            // The migration rewrote the projections: give the space back to the device.
-            conn.execute_batch("VACUUM; PRAGMA wal_checkpoint(TRUNCATE);")?;
-        }
+        let migrated = schema::migrate(&mut conn)? < schema::COMPACT_FROM;
         let get = |k: &str| -> Result<String> {
             Ok(conn.query_row("SELECT value FROM meta WHERE key = ?1", [k], |r| r.get(0))?)
         };
@@ -274,7 +274,16 @@ impl Store {
             hex::decode(get("device")?).map_err(|e| StoreError::Invalid(e.to_string()))?,
         );
         let user = get("user")?;
-        Ok(Store::from_conn(conn, dir, actor, user))
+        let mut s = Store::from_conn(conn, dir, actor, user);
+        s.load_dicts()?;
+        if migrated {
+            // The projections were rewritten: compress the snapshots with a dictionary
+            // and give the space back to the device.
+            s.train_dictionary()?;
+            s.conn
+                .execute_batch("VACUUM; PRAGMA wal_checkpoint(TRUNCATE);")?;
+        }
+        Ok(s)
     }
 
     /// Whether the store in `dir` is encrypted (None when there is no store).
@@ -290,7 +299,74 @@ impl Store {
             user,
             cache: HashMap::new(),
             cache_order: VecDeque::new(),
+            dicts: snapshot::Dicts::new(),
+            dict: None,
         }
+    }
+
+    /// Reads the snapshot dictionaries; the newest is the one new snapshots use.
+    fn load_dicts(&mut self) -> Result<()> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT dict FROM zdicts ORDER BY created_at, id")?;
+        let rows: Vec<Vec<u8>> = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        drop(stmt);
+        for bytes in rows {
+            let d = std::sync::Arc::new(snapshot::Dict::new(&bytes).ok_or_else(|| {
+                StoreError::Invalid("kamus cuplikan rusak (corrupt snapshot dictionary)".into())
+            })?);
+            self.dicts.insert(d.id(), d.clone());
+            self.dict = Some(d);
+        }
+        Ok(())
+    }
+
+    /// Trains the store's snapshot dictionary once it holds enough households (see
+    /// `snapshot`), then recompresses every snapshot with it. Returns whether it trained.
+    fn train_dictionary(&mut self) -> Result<bool> {
+        if self.dict.is_some() {
+            return Ok(false);
+        }
+        let n: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM docs", [], |r| r.get(0))?;
+        if (n as usize) < snapshot::TRAIN_AFTER {
+            return Ok(false);
+        }
+        let stored: Vec<Vec<u8>> = {
+            let mut stmt = self.conn.prepare(
+                "SELECT snapshot FROM docs WHERE rowid IN (SELECT rowid FROM docs ORDER BY random() LIMIT ?1)",
+            )?;
+            let v = stmt
+                .query_map([snapshot::TRAIN_SAMPLES as i64], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            v
+        };
+        let samples = stored
+            .iter()
+            .map(|s| snapshot::decode(s, &self.dicts).map(|b| b.into_owned()))
+            .collect::<Result<Vec<_>>>()?;
+        let Some(bytes) = snapshot::train(&samples) else {
+            return Ok(false);
+        };
+        let Some(d) = snapshot::Dict::new(&bytes) else {
+            return Ok(false);
+        };
+        let added = self.conn.execute(
+            "INSERT OR IGNORE INTO zdicts(id, dict, created_at) VALUES (?1, ?2, ?3)",
+            params![d.id(), bytes, now_ms()],
+        )?;
+        if added == 0 {
+            // An older dictionary had the same id (unlikely): keep the store as it is.
+            return Ok(false);
+        }
+        let d = std::sync::Arc::new(d);
+        self.dicts.insert(d.id(), d.clone());
+        self.dict = Some(d);
+        self.recompress_snapshots()?;
+        Ok(true)
     }
 
     pub fn dir(&self) -> &Path {
@@ -360,7 +436,7 @@ impl Store {
         let changes: Vec<Vec<u8>> = stmt
             .query_map([id.to_string()], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
-        let snapshot = snapshot::decode(&snapshot)?;
+        let snapshot = snapshot::decode(&snapshot, &self.dicts)?;
         let mut doc =
             HouseholdDoc::load_with_changes(&snapshot, changes.iter().map(|c| c.as_slice()))?;
         doc.set_actor(self.actor.clone());
@@ -461,7 +537,7 @@ impl Store {
             .query_row(params![id.to_string(), heads, change.is_some() as i64, now], |r| r.get(0))?;
         project::apply(&tx, id, doc, mode)?;
         if pending >= COMPACT_AFTER {
-            compact_one(&tx, id, doc)?;
+            compact_one(&tx, id, doc, self.dict.as_deref())?;
         }
         tx.commit()?;
         Ok(())
@@ -477,7 +553,7 @@ impl Store {
         let doc = w.result;
         let tx = self.conn.transaction()?;
         let now = now_ms();
-        let snapshot = snapshot::encode_doc(&doc);
+        let snapshot = snapshot::encode_doc(&doc, self.dict.as_deref());
         tx.execute(
             "INSERT INTO docs(household_id, snapshot, heads, pending, updated_at) VALUES (?1, ?2, ?3, 0, ?4)",
             params![id.to_string(), snapshot, heads_text(&doc), now],
@@ -730,7 +806,12 @@ impl Store {
         let now = now_ms();
         tx.execute(
             "INSERT INTO docs(household_id, snapshot, heads, pending, updated_at) VALUES (?1, ?2, ?3, 0, ?4)",
-            params![id.to_string(), snapshot::encode_doc(doc), heads_text(doc), now],
+            params![
+                id.to_string(),
+                snapshot::encode_doc(doc, self.dict.as_deref()),
+                heads_text(doc),
+                now
+            ],
         )?;
         for c in changes {
             let ch = kunjung_core::doc::parse_change(c)?;
@@ -761,7 +842,7 @@ impl Store {
                 "INSERT INTO docs(household_id, snapshot, heads, pending, updated_at) VALUES (?1, ?2, ?3, 0, ?4)",
                 params![
                     id.to_string(),
-                    snapshot::encode_saved(bytes),
+                    snapshot::encode_saved(bytes, self.dict.as_deref()),
                     heads_text(&d),
                     now_ms()
                 ],
@@ -799,6 +880,7 @@ impl Store {
         Ok(ProjectionContext {
             cfg: project::schedule_config(&self.conn)?,
             on: project::today(),
+            dict: self.dict.clone(),
         })
     }
 
@@ -823,16 +905,24 @@ impl Store {
         let now = now_ms();
         for d in &fresh {
             let ids = d.id.to_string();
+            // Prepared before this store had its dictionary: compressed again with it.
+            let want = self.dict.as_ref().map(|d| d.id());
+            let stored = if want.is_some() && snapshot::dict_id(&d.stored) != want {
+                std::borrow::Cow::Owned(snapshot::encode_saved(&d.bytes, self.dict.as_deref()))
+            } else {
+                std::borrow::Cow::Borrowed(&d.stored)
+            };
             tx.prepare_cached(
                 "INSERT INTO docs(household_id, snapshot, heads, pending, updated_at) VALUES (?1, ?2, ?3, 0, ?4)",
             )?
-            .execute(params![ids, d.stored, d.heads, now])?;
+            .execute(params![ids, stored, d.heads, now])?;
             project::write_new(&tx, d.id, &d.rows)?;
         }
         tx.commit()?;
         for d in &merge {
             self.apply_document(&d.bytes, true)?;
         }
+        self.train_dictionary()?;
         Ok(fresh.len())
     }
 
@@ -848,7 +938,7 @@ impl Store {
             )?
             .execute(params![
                 id.to_string(),
-                snapshot::encode_doc(doc),
+                snapshot::encode_doc(doc, self.dict.as_deref()),
                 heads_text(doc),
                 now
             ])?;
@@ -868,6 +958,7 @@ impl Store {
             project::apply(&tx, id, doc, project::Mode::Full { conflicts: false })?;
         }
         tx.commit()?;
+        self.train_dictionary()?;
         Ok(())
     }
 
@@ -966,36 +1057,56 @@ impl Store {
         for id in &ids {
             let doc = self.doc(*id)?;
             let tx = self.conn.transaction()?;
-            compact_one(&tx, *id, &doc)?;
+            compact_one(&tx, *id, &doc, self.dict.as_deref())?;
             tx.commit()?;
         }
         self.conn.execute(
             "DELETE FROM changes WHERE synced = 1 AND in_snapshot = 1",
             [],
         )?;
-        self.recompress_snapshots()?;
+        if !self.train_dictionary()? {
+            self.recompress_snapshots()?;
+        }
         Ok(ids.len())
     }
 
-    /// Rewrites snapshots still in the plain form of older stores in the compressed one
-    /// (see `snapshot`); the documents do not change.
+    /// Rewrites snapshots still in the plain form of older stores, or compressed without
+    /// the store's current dictionary, in the current form (see `snapshot`); the documents
+    /// do not change.
     fn recompress_snapshots(&mut self) -> Result<usize> {
-        let plain: Vec<(String, Vec<u8>)> = {
-            let mut stmt = self.conn.prepare(
-                "SELECT household_id, snapshot FROM docs WHERE substr(snapshot, 1, 4) != x'28b52ffd'",
-            )?;
+        let want = self.dict.as_ref().map(|d| d.id());
+        let ids: Vec<String> = {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT household_id, substr(snapshot, 1, 32) FROM docs")?;
             let v = stmt
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .query_map([], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+                })?
+                .filter_map(|r| match r {
+                    Ok((id, head)) => {
+                        let zstd = head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]);
+                        (!zstd || snapshot::dict_id(&head) != want).then_some(Ok(id))
+                    }
+                    Err(e) => Some(Err(e)),
+                })
                 .collect::<rusqlite::Result<_>>()?;
             v
         };
         let tx = self.conn.transaction()?;
-        for (id, bytes) in &plain {
+        for id in &ids {
+            let stored: Vec<u8> = tx
+                .prepare_cached("SELECT snapshot FROM docs WHERE household_id = ?1")?
+                .query_row([id], |r| r.get(0))?;
+            let bytes = snapshot::decode(&stored, &self.dicts)?;
             tx.prepare_cached("UPDATE docs SET snapshot = ?2 WHERE household_id = ?1")?
-                .execute(params![id, snapshot::encode_saved(bytes)])?;
+                .execute(params![
+                    id,
+                    snapshot::encode_saved(&bytes, self.dict.as_deref())
+                ])?;
         }
         tx.commit()?;
-        Ok(plain.len())
+        Ok(ids.len())
     }
 
     /// Rebuilds every projection from the documents.
@@ -1103,6 +1214,7 @@ impl Store {
 pub struct ProjectionContext {
     cfg: kunjung_core::schedule::ScheduleConfig,
     on: chrono::NaiveDate,
+    dict: Option<std::sync::Arc<snapshot::Dict>>,
 }
 
 /// A whole household document decoded, checked and projected, ready for
@@ -1131,7 +1243,7 @@ pub fn prepare_document(bytes: Vec<u8>, ctx: &ProjectionContext) -> Result<Prepa
     Ok(PreparedDocument {
         id,
         heads: heads_text(&doc),
-        stored: snapshot::encode_saved(&bytes),
+        stored: snapshot::encode_saved(&bytes, ctx.dict.as_deref()),
         bytes,
         rows,
     })
@@ -1145,10 +1257,19 @@ fn heads_text(doc: &HouseholdDoc) -> String {
         .join(",")
 }
 
-fn compact_one(tx: &rusqlite::Transaction<'_>, id: Uuid, doc: &HouseholdDoc) -> Result<()> {
+fn compact_one(
+    tx: &rusqlite::Transaction<'_>,
+    id: Uuid,
+    doc: &HouseholdDoc,
+    dict: Option<&snapshot::Dict>,
+) -> Result<()> {
     tx.execute(
         "UPDATE docs SET snapshot = ?2, heads = ?3, pending = 0 WHERE household_id = ?1",
-        params![id.to_string(), snapshot::encode_doc(doc), heads_text(doc)],
+        params![
+            id.to_string(),
+            snapshot::encode_doc(doc, dict),
+            heads_text(doc)
+        ],
     )?;
     tx.execute(
         "UPDATE changes SET in_snapshot = 1 WHERE household_id = ?1 AND in_snapshot = 0",

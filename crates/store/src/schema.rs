@@ -152,6 +152,8 @@ const MIGRATIONS: &[&str] = &[
     // converted as they are; nothing is recomputed.
     r#"
     CREATE TABLE strings(id INTEGER PRIMARY KEY, value TEXT NOT NULL UNIQUE);
+    -- zstd dictionaries the snapshots are compressed with (`snapshot.rs`), by zstd's id.
+    CREATE TABLE zdicts(id INTEGER PRIMARY KEY, dict BLOB NOT NULL, created_at INTEGER NOT NULL);
 
     CREATE TABLE members_v3(
         rid INTEGER PRIMARY KEY,
