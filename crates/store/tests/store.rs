@@ -234,6 +234,16 @@ fn encrypted_store_leaks_nothing_and_wrong_pin_is_clear() {
     assert_eq!(StoreError::WrongPin.to_string(), "PIN salah (wrong PIN)");
     let s = Store::open(dir.path(), Some("246810")).unwrap();
     assert_eq!(s.search("kartini", 5).unwrap().len(), 1);
+    // Made with 8 kB pages (recorded in kunjung.json: SQLCipher needs it to open).
+    let page: String = s
+        .connection()
+        .query_row("PRAGMA cipher_page_size", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(page, "8192");
+    assert_eq!(
+        Store::config(dir.path()).unwrap().unwrap().page_size,
+        Some(8192)
+    );
     assert!(Store::init(tempfile::tempdir().unwrap().path(), Some("12"), "k").is_err());
 }
 
@@ -589,6 +599,13 @@ fn a_store_of_schema_2_is_migrated_with_nothing_lost() {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
     assert!(version >= 3, "{version}");
+    // An older store keeps its page size (4096, none recorded).
+    assert_eq!(Store::config(dir.path()).unwrap().unwrap().page_size, None);
+    let page: i64 = s
+        .connection()
+        .query_row("PRAGMA page_size", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(page, 4096);
     // The projections were converted, not rebuilt: still consistent with the documents
     // (tasks included, for the day they were computed).
     assert!(s.check_consistency().unwrap().is_empty());
