@@ -26,11 +26,13 @@ pub const TRAIN_AFTER: usize = 100;
 pub const TRAIN_SAMPLES: usize = 200;
 const DICT_SIZE: usize = 64 * 1024;
 
-/// A dictionary of a store, ready for compressing and decompressing.
+/// A dictionary of a store; prepared for compressing or decompressing when first used
+/// (preparing costs a little, and opening the store should not).
 pub struct Dict {
     id: u32,
-    enc: zstd::dict::EncoderDictionary<'static>,
-    dec: zstd::dict::DecoderDictionary<'static>,
+    bytes: Vec<u8>,
+    enc: std::sync::OnceLock<zstd::dict::EncoderDictionary<'static>>,
+    dec: std::sync::OnceLock<zstd::dict::DecoderDictionary<'static>>,
 }
 
 impl std::fmt::Debug for Dict {
@@ -45,9 +47,20 @@ impl Dict {
         let id = zstd::zstd_safe::get_dict_id(bytes)?.get();
         Some(Dict {
             id,
-            enc: zstd::dict::EncoderDictionary::copy(bytes, LEVEL),
-            dec: zstd::dict::DecoderDictionary::copy(bytes),
+            bytes: bytes.to_vec(),
+            enc: std::sync::OnceLock::new(),
+            dec: std::sync::OnceLock::new(),
         })
+    }
+
+    fn enc(&self) -> &zstd::dict::EncoderDictionary<'static> {
+        self.enc
+            .get_or_init(|| zstd::dict::EncoderDictionary::copy(&self.bytes, LEVEL))
+    }
+
+    fn dec(&self) -> &zstd::dict::DecoderDictionary<'static> {
+        self.dec
+            .get_or_init(|| zstd::dict::DecoderDictionary::copy(&self.bytes))
     }
 
     pub fn id(&self) -> u32 {
@@ -97,7 +110,7 @@ fn compress(bytes: &[u8], dict: Option<&Dict>) -> Vec<u8> {
     // Compressing a byte slice in memory cannot fail short of running out of memory;
     // the uncompressed bytes are a valid stored form too.
     let out = match dict {
-        Some(d) => zstd::bulk::Compressor::with_prepared_dictionary(&d.enc)
+        Some(d) => zstd::bulk::Compressor::with_prepared_dictionary(d.enc())
             .and_then(|mut c| c.compress(bytes)),
         None => zstd::bulk::compress(bytes, LEVEL),
     };
@@ -126,7 +139,7 @@ pub fn decode<'a>(stored: &'a [u8], dicts: &Dicts) -> Result<std::borrow::Cow<'a
             if size == 0 || size > MAX_DOC {
                 return Err(corrupt("ukuran (size)".into()));
             }
-            zstd::bulk::Decompressor::with_prepared_dictionary(&d.dec)
+            zstd::bulk::Decompressor::with_prepared_dictionary(d.dec())
                 .and_then(|mut x| x.decompress(stored, size))
         }
         None if size > 0 && size <= MAX_DOC => zstd::bulk::decompress(stored, size),
