@@ -474,7 +474,8 @@ fn clear_disk_error(disk: &SmallDisk, err: &str) -> bool {
 #[test]
 fn client_disk_full() {
     let tmp = tempfile::tempdir().unwrap();
-    let kb = 768;
+    // Room for a fresh store (8 kB pages) and its WAL with the first 5 households.
+    let kb = 1536;
     let disk = SmallDisk::new(&tmp.path().join("disk"), kb);
     let data = disk.dir.join("store");
     let kunjung = |limited: bool, args: &[&str]| {

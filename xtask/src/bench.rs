@@ -100,7 +100,11 @@ pub fn seed_store(
     label: &str,
     opts: impl Fn(usize, usize) -> SeedOptions,
 ) -> Result<()> {
-    let marker = dir.join(format!("{tag}-{households}.ok"));
+    // A store of an older schema is made again (opening it would migrate it first).
+    let marker = dir.join(format!(
+        "{tag}-{households}-schema{}.ok",
+        kunjung_store::SCHEMA_VERSION
+    ));
     if marker.exists() {
         return Ok(());
     }
@@ -135,9 +139,11 @@ fn encrypted_copy(src: &Path, dst: &Path, pin: &str) -> Result<()> {
     let key = kdf.derive(pin)?;
     let conn = rusqlite_conn(src)?;
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    // The same page size as the store it copies (what `Store::init` makes).
+    let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
     conn.execute_batch(&format!(
-        "ATTACH DATABASE '{}' AS enc KEY \"x'{}'\"; SELECT sqlcipher_export('enc');
-         PRAGMA enc.user_version = {version}; DETACH DATABASE enc;",
+        "ATTACH DATABASE '{}' AS enc KEY \"x'{}'\"; PRAGMA enc.cipher_page_size = {page_size};
+         SELECT sqlcipher_export('enc'); PRAGMA enc.user_version = {version}; DETACH DATABASE enc;",
         dst.join(kunjung_store::DB_FILE).display(),
         hex_encode(&key)
     ))?;
@@ -145,6 +151,7 @@ fn encrypted_copy(src: &Path, dst: &Path, pin: &str) -> Result<()> {
         format: 1,
         encrypted: true,
         kdf: Some(kdf),
+        page_size: Some(page_size as u32),
     };
     std::fs::write(
         dst.join(kunjung_store::CONFIG_FILE),
@@ -195,6 +202,21 @@ pub fn run(args: &[String]) -> Result<()> {
     let server_bin = target_dir(&root).join("release/kunjung-server");
     let out_dir = root.join("target/bench");
     std::fs::create_dir_all(&out_dir)?;
+    if args.iter().any(|a| a == "--local-only") {
+        // Workload 4's Kunjung rows alone (no peer), on `--households N` (default 2,000),
+        // for work on the store.
+        let n = args
+            .iter()
+            .position(|a| a == "--households")
+            .and_then(|i| args.get(i + 1))
+            .map(|v| v.parse())
+            .transpose()?
+            .unwrap_or(2_000);
+        let dir = out_dir.join(format!("store-{n}"));
+        seeded_store(&dir, n)?;
+        print_table(&local_ops(&dir, n)?.rows);
+        return Ok(());
+    }
     let mut rows = Vec::new();
     let sizes = peer::Sizes {
         village: 2_000,
@@ -495,7 +517,7 @@ fn local_ops(dir: &Path, households: usize) -> Result<Local> {
     // Add a visit to random members of random households.
     let members: Vec<String> = {
         let mut stmt = s.connection().prepare(
-            "SELECT id FROM members WHERE birth_date <= '2026-01-01' AND voided = 0 ORDER BY random() LIMIT 300",
+            "SELECT lower(hex(id)) FROM members WHERE birth_date <= '2026-01-01' AND voided = 0 ORDER BY random() LIMIT 300",
         )?;
         let v = stmt
             .query_map([], |r| r.get::<_, String>(0))?

@@ -3,7 +3,7 @@
 //! - `test`  — installs what the tests need (Debian packages, PostgreSQL), starts a throwaway
 //!   PostgreSQL on loopback, then runs fmt, clippy and every test. CI runs exactly this.
 //! - `demo`  — builds and runs the demo.
-//! - `bench [--quick] [--sync-only]` — Kunjung against the peer (PouchDB/pouchdb-server) and local-store
+//! - `bench [--quick] [--sync-only] [--local-only [--households N]]` — Kunjung against the peer (PouchDB/pouchdb-server) and local-store
 //!   benchmarks; prints a table, writes `target/bench/results.json` and docs/BENCHMARKS.md.
 //! - `bench-check` — the short bench check `test` runs (20 households on both systems).
 //! - `e2e [--no-build]` — the real app driven end to end under Xvfb (also part of `test`).
@@ -44,7 +44,7 @@ fn main() -> Result<()> {
         Some("schemathesis") => reliability::schemathesis(25),
         Some("load") => load::run(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask test [--no-lint] [--no-e2e] | demo | bench [--quick] [--sync-only] | bench-check | bench-report [--households N] | e2e [--no-build] | appbench [--quick] [--no-build] [--runs N] | soak [--cases N] [--kills K] [--seed S] | fuzz [--seconds N] [--target T] | schemathesis | load [first-sync]");
+            eprintln!("usage: cargo xtask test [--no-lint] [--no-e2e] | demo | bench [--quick] [--sync-only] [--local-only [--households N]] | bench-check | bench-report [--households N] | e2e [--no-build] | appbench [--quick] [--no-build] [--runs N] | soak [--cases N] [--kills K] [--seed S] | fuzz [--seconds N] [--target T] | schemathesis | load [first-sync]");
             bail!("unknown command")
         }
     }

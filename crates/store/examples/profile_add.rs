@@ -12,7 +12,7 @@ fn main() {
     let ids: Vec<(String, String)> = {
         let mut st = s
             .connection()
-            .prepare("SELECT household_id, id FROM members WHERE birth_date < '2020-01-01' ORDER BY random() LIMIT 200")
+            .prepare("SELECT h.id, lower(hex(m.id)) FROM members m JOIN households h ON h.rid = m.hh WHERE m.birth_date < '2020-01-01' ORDER BY random() LIMIT 200")
             .unwrap();
         let v = st
             .query_map([], |r| Ok((r.get(0).unwrap(), r.get(1).unwrap())))

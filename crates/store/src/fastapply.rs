@@ -37,17 +37,15 @@ struct Plan {
 /// Reads the listed visit and referral ids of a household (its projection rows).
 fn listed(tx: &Transaction<'_>, id: &str) -> Result<(BTreeSet<String>, BTreeSet<String>)> {
     let mut out = (BTreeSet::new(), BTreeSet::new());
-    for (sql, set) in [
-        ("SELECT id FROM visits WHERE household_id = ?1", &mut out.0),
-        (
-            "SELECT id FROM referrals WHERE household_id = ?1",
-            &mut out.1,
-        ),
-    ] {
-        let mut stmt = tx.prepare_cached(sql)?;
-        for r in stmt.query_map([id], |r| r.get::<_, String>(0))? {
-            set.insert(r?);
-        }
+    let mut stmt = tx.prepare_cached(
+        "SELECT v.id FROM visits v JOIN households h ON h.rid = v.hh WHERE h.id = ?1",
+    )?;
+    for r in stmt.query_map([id], |r| project::uuid_text(r.get_ref(0)?.as_blob()?))? {
+        out.0.insert(r?);
+    }
+    let mut stmt = tx.prepare_cached("SELECT id FROM referrals WHERE household_id = ?1")?;
+    for r in stmt.query_map([id], |r| r.get::<_, String>(0))? {
+        out.1.insert(r?);
     }
     Ok(out)
 }
@@ -74,9 +72,22 @@ fn put_index(tx: &Transaction<'_>, ids: &str, heads: &str, index: &FastIndex) ->
     Ok(())
 }
 
-fn exists(tx: &Transaction<'_>, sql: &str, key: &str) -> Result<bool> {
+/// Whether household row `hh` lists a visit `key` (false for a key that is no UUID: no
+/// row can have it).
+fn visit_listed(tx: &Transaction<'_>, hh: i64, key: &str) -> Result<bool> {
+    let Ok(blob) = project::uuid_blob(key) else {
+        return Ok(false);
+    };
     Ok(tx
-        .prepare_cached(sql)?
+        .prepare_cached("SELECT 1 FROM visits WHERE hh = ?1 AND id = ?2")?
+        .query_row(params![hh, blob], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+fn referral_listed(tx: &Transaction<'_>, key: &str) -> Result<bool> {
+    Ok(tx
+        .prepare_cached("SELECT 1 FROM referrals WHERE id = ?1")?
         .query_row([key], |_| Ok(()))
         .optional()?
         .is_some())
@@ -84,14 +95,19 @@ fn exists(tx: &Transaction<'_>, sql: &str, key: &str) -> Result<bool> {
 
 /// The fast path's plan for a household's changes, or None when they need the document.
 fn plan(tx: &Transaction<'_>, id: Uuid, parsed: &[Change]) -> Result<Option<Plan>> {
-    let row: Option<(String, Option<String>, Option<String>)> = tx
+    type Row = (String, Option<String>, Option<String>, Option<i64>);
+    let row: Option<Row> = tx
         .prepare_cached(
-            "SELECT d.heads, f.heads, f.data FROM docs d LEFT JOIN fast_index f ON f.household_id = d.household_id
+            "SELECT d.heads, f.heads, f.data, h.rid FROM docs d
+             LEFT JOIN fast_index f ON f.household_id = d.household_id
+             LEFT JOIN households h ON h.id = d.household_id
              WHERE d.household_id = ?1",
         )?
-        .query_row([id.to_string()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .query_row([id.to_string()], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
         .optional()?;
-    let Some((heads, Some(index_heads), Some(data))) = row else {
+    let Some((heads, Some(index_heads), Some(data), Some(hh))) = row else {
         return Ok(None);
     };
     if heads != index_heads || parsed.is_empty() {
@@ -120,16 +136,12 @@ fn plan(tx: &Transaction<'_>, id: Uuid, parsed: &[Change]) -> Result<Option<Plan
             return Ok(None);
         };
         for k in &rec.visit_keys {
-            if !taken.insert(format!("v/{k}"))
-                || exists(tx, "SELECT 1 FROM visits WHERE id = ?1", k)?
-            {
+            if !taken.insert(format!("v/{k}")) || visit_listed(tx, hh, k)? {
                 return Ok(None);
             }
         }
         for k in &rec.referral_keys {
-            if !taken.insert(format!("r/{k}"))
-                || exists(tx, "SELECT 1 FROM referrals WHERE id = ?1", k)?
-            {
+            if !taken.insert(format!("r/{k}")) || referral_listed(tx, k)? {
                 return Ok(None);
             }
         }
@@ -189,6 +201,7 @@ fn write_fast(
     )?
     .execute(params![ids, plan.heads, parsed.len() as i64, now])?;
     let (mut visits, mut last, mut open) = (0i64, None::<String>, 0i64);
+    let mut strings = project::Interner::new(tx);
     for rec in &plan.records {
         for (v, reviewed) in &rec.visits {
             let row = project::visit_row(v, *reviewed);
@@ -198,7 +211,7 @@ fn write_fast(
                     last = Some(row.date.clone());
                 }
             }
-            project::insert_visit(tx, &ids, &row)?;
+            project::insert_visit(tx, &mut strings, &ids, &row)?;
         }
         for r in &rec.referrals {
             if r.status != kunjung_core::ReferralStatus::Closed {
@@ -299,7 +312,7 @@ impl Store {
                 }
                 let doc = match self.cache.remove(&id) {
                     Some(d) => d,
-                    None => load_doc(&tx, &actor, id)?,
+                    None => load_doc(&tx, &actor, &self.dicts, id)?,
                 };
                 let (doc, n) = apply_full(&tx, id, doc, changes, parsed, acknowledged, now)?;
                 total += n;

@@ -36,6 +36,9 @@ pub use query::{HouseholdRow, ListFilter, ReferralRow, SearchHit, VisitRow};
 pub use rusqlite::Connection as RawConnection;
 pub use tasks::TaskRow;
 
+/// The schema version this Kunjung writes (older stores are migrated when opened).
+pub const SCHEMA_VERSION: i64 = schema::LATEST;
+
 /// File names inside the data directory.
 pub const DB_FILE: &str = "kunjung.db";
 pub const CONFIG_FILE: &str = "kunjung.json";
@@ -112,7 +115,17 @@ pub struct StoreConfig {
     pub encrypted: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kdf: Option<KdfParams>,
+    /// The SQLite page size the store was made with; an encrypted store cannot be opened
+    /// without it (SQLCipher's `cipher_page_size`). None: SQLite's 4096 (stores made before
+    /// schema 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page_size: Option<u32>,
 }
+
+/// The page size of new stores: a household snapshot (about 2 kB) fills half of a 4 kB
+/// page and leaves the rest unused; on 8 kB pages far less is left over (a village device:
+/// `docs` 4.8 MB instead of 5.9 MB for 3.9 MB of snapshots).
+const PAGE_SIZE: u32 = 8192;
 
 /// A change waiting to be acknowledged by the server.
 #[derive(Debug, Clone)]
@@ -158,6 +171,9 @@ pub struct Store {
     user: String,
     cache: HashMap<Uuid, HouseholdDoc>,
     cache_order: VecDeque<Uuid>,
+    /// zstd dictionaries of the snapshots (`snapshot`), and the one new snapshots use.
+    dicts: snapshot::Dicts,
+    dict: Option<std::sync::Arc<snapshot::Dict>>,
 }
 
 fn read_config(dir: &Path) -> Result<Option<StoreConfig>> {
@@ -175,12 +191,18 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-fn open_conn(path: &Path, key: Option<[u8; 32]>) -> Result<Connection> {
+fn open_conn(path: &Path, key: Option<[u8; 32]>, page_size: Option<u32>) -> Result<Connection> {
     let conn = Connection::open(path)?;
     if let Some(key) = key {
         // SQLCipher would print its own error lines on a wrong key; the caller reports it.
         let _ = conn.execute_batch("PRAGMA cipher_log_level = NONE;");
         conn.execute_batch(&format!("PRAGMA key = \"x'{}'\";", hex::encode(key)))?;
+        if let Some(n) = page_size {
+            conn.execute_batch(&format!("PRAGMA cipher_page_size = {n};"))?;
+        }
+    } else if let Some(n) = page_size {
+        // Only takes effect on a new, empty database (before WAL mode writes its header).
+        conn.execute_batch(&format!("PRAGMA page_size = {n};"))?;
     }
     // Reading the schema is the first access that needs the right key.
     conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
@@ -222,6 +244,7 @@ impl Store {
                         format: 1,
                         encrypted: true,
                         kdf: Some(kdf),
+                        page_size: Some(PAGE_SIZE),
                     },
                     Some(key),
                 )
@@ -231,11 +254,12 @@ impl Store {
                     format: 1,
                     encrypted: false,
                     kdf: None,
+                    page_size: Some(PAGE_SIZE),
                 },
                 None,
             ),
         };
-        let mut conn = open_conn(&dir.join(DB_FILE), key)?;
+        let mut conn = open_conn(&dir.join(DB_FILE), key, config.page_size)?;
         schema::migrate(&mut conn)?;
         let actor = ActorId::random();
         conn.execute(
@@ -266,8 +290,8 @@ impl Store {
         } else {
             None
         };
-        let mut conn = open_conn(&dir.join(DB_FILE), key)?;
-        schema::migrate(&mut conn)?;
+        let mut conn = open_conn(&dir.join(DB_FILE), key, config.page_size)?;
+        let migrated = schema::migrate(&mut conn)? < schema::COMPACT_FROM;
         let get = |k: &str| -> Result<String> {
             Ok(conn.query_row("SELECT value FROM meta WHERE key = ?1", [k], |r| r.get(0))?)
         };
@@ -275,7 +299,16 @@ impl Store {
             hex::decode(get("device")?).map_err(|e| StoreError::Invalid(e.to_string()))?,
         );
         let user = get("user")?;
-        Ok(Store::from_conn(conn, dir, actor, user))
+        let mut s = Store::from_conn(conn, dir, actor, user);
+        s.load_dicts()?;
+        if migrated {
+            // The projections were rewritten: compress the snapshots with a dictionary
+            // and give the space back to the device.
+            s.train_dictionary()?;
+            s.conn
+                .execute_batch("VACUUM; PRAGMA wal_checkpoint(TRUNCATE);")?;
+        }
+        Ok(s)
     }
 
     /// Whether the store in `dir` is encrypted (None when there is no store).
@@ -291,7 +324,74 @@ impl Store {
             user,
             cache: HashMap::new(),
             cache_order: VecDeque::new(),
+            dicts: snapshot::Dicts::new(),
+            dict: None,
         }
+    }
+
+    /// Reads the snapshot dictionaries; the newest is the one new snapshots use.
+    fn load_dicts(&mut self) -> Result<()> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT dict FROM zdicts ORDER BY created_at, id")?;
+        let rows: Vec<Vec<u8>> = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        drop(stmt);
+        for bytes in rows {
+            let d = std::sync::Arc::new(snapshot::Dict::new(&bytes).ok_or_else(|| {
+                StoreError::Invalid("kamus cuplikan rusak (corrupt snapshot dictionary)".into())
+            })?);
+            self.dicts.insert(d.id(), d.clone());
+            self.dict = Some(d);
+        }
+        Ok(())
+    }
+
+    /// Trains the store's snapshot dictionary once it holds enough households (see
+    /// `snapshot`), then recompresses every snapshot with it. Returns whether it trained.
+    fn train_dictionary(&mut self) -> Result<bool> {
+        if self.dict.is_some() {
+            return Ok(false);
+        }
+        let n: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM docs", [], |r| r.get(0))?;
+        if (n as usize) < snapshot::TRAIN_AFTER {
+            return Ok(false);
+        }
+        let stored: Vec<Vec<u8>> = {
+            let mut stmt = self.conn.prepare(
+                "SELECT snapshot FROM docs WHERE rowid IN (SELECT rowid FROM docs ORDER BY random() LIMIT ?1)",
+            )?;
+            let v = stmt
+                .query_map([snapshot::TRAIN_SAMPLES as i64], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            v
+        };
+        let samples = stored
+            .iter()
+            .map(|s| snapshot::decode(s, &self.dicts).map(|b| b.into_owned()))
+            .collect::<Result<Vec<_>>>()?;
+        let Some(bytes) = snapshot::train(&samples) else {
+            return Ok(false);
+        };
+        let Some(d) = snapshot::Dict::new(&bytes) else {
+            return Ok(false);
+        };
+        let added = self.conn.execute(
+            "INSERT OR IGNORE INTO zdicts(id, dict, created_at) VALUES (?1, ?2, ?3)",
+            params![d.id(), bytes, now_ms()],
+        )?;
+        if added == 0 {
+            // An older dictionary had the same id (unlikely): keep the store as it is.
+            return Ok(false);
+        }
+        let d = std::sync::Arc::new(d);
+        self.dicts.insert(d.id(), d.clone());
+        self.dict = Some(d);
+        self.recompress_snapshots()?;
+        Ok(true)
     }
 
     pub fn dir(&self) -> &Path {
@@ -346,7 +446,7 @@ impl Store {
     // ---- documents -----------------------------------------------------------------
 
     fn load_doc_from_db(&self, id: Uuid) -> Result<HouseholdDoc> {
-        load_doc(&self.conn, &self.actor, id)
+        load_doc(&self.conn, &self.actor, &self.dicts, id)
     }
 
     /// Takes a document out of the cache (or loads it); put it back with `cache_put`.
@@ -443,7 +543,7 @@ impl Store {
             .query_row(params![id.to_string(), heads, change.is_some() as i64, now], |r| r.get(0))?;
         project::apply(&tx, id, doc, mode)?;
         if pending >= COMPACT_AFTER {
-            compact_one(&tx, id, doc)?;
+            compact_one(&tx, id, doc, self.dict.as_deref())?;
         }
         tx.commit()?;
         Ok(())
@@ -459,7 +559,7 @@ impl Store {
         let doc = w.result;
         let tx = self.conn.transaction()?;
         let now = now_ms();
-        let snapshot = snapshot::encode_doc(&doc);
+        let snapshot = snapshot::encode_doc(&doc, self.dict.as_deref());
         tx.execute(
             "INSERT INTO docs(household_id, snapshot, heads, pending, updated_at) VALUES (?1, ?2, ?3, 0, ?4)",
             params![id.to_string(), snapshot, heads_text(&doc), now],
@@ -481,8 +581,8 @@ impl Store {
         let s: String = self
             .conn
             .query_row(
-                "SELECT household_id FROM members WHERE id = ?1",
-                [member_id.to_string()],
+                "SELECT h.id FROM members m JOIN households h ON h.rid = m.hh WHERE m.id = ?1",
+                [member_id.as_bytes()],
                 |r| r.get(0),
             )
             .optional()?
@@ -495,8 +595,9 @@ impl Store {
         let s: String = self
             .conn
             .query_row(
-                "SELECT household_id FROM visits WHERE id = ?1",
-                [visit_id.to_string()],
+                // No index on visit ids (storage): a scan, for one review at a time.
+                "SELECT h.id FROM visits v JOIN households h ON h.rid = v.hh WHERE v.id = ?1",
+                [visit_id.as_bytes()],
                 |r| r.get(0),
             )
             .optional()?
@@ -672,7 +773,12 @@ impl Store {
         let now = now_ms();
         tx.execute(
             "INSERT INTO docs(household_id, snapshot, heads, pending, updated_at) VALUES (?1, ?2, ?3, 0, ?4)",
-            params![id.to_string(), snapshot::encode_doc(doc), heads_text(doc), now],
+            params![
+                id.to_string(),
+                snapshot::encode_doc(doc, self.dict.as_deref()),
+                heads_text(doc),
+                now
+            ],
         )?;
         for c in changes {
             let ch = kunjung_core::doc::parse_change(c)?;
@@ -704,7 +810,7 @@ impl Store {
                 "INSERT INTO docs(household_id, snapshot, heads, pending, updated_at) VALUES (?1, ?2, ?3, 0, ?4)",
                 params![
                     id.to_string(),
-                    snapshot::encode_saved(bytes),
+                    snapshot::encode_saved(bytes, self.dict.as_deref()),
                     heads_text(&d),
                     now_ms()
                 ],
@@ -743,6 +849,7 @@ impl Store {
         Ok(ProjectionContext {
             cfg: project::schedule_config(&self.conn)?,
             on: project::today(),
+            dict: self.dict.clone(),
         })
     }
 
@@ -767,10 +874,17 @@ impl Store {
         let now = now_ms();
         for d in &fresh {
             let ids = d.id.to_string();
+            // Prepared before this store had its dictionary: compressed again with it.
+            let want = self.dict.as_ref().map(|d| d.id());
+            let stored = if want.is_some() && snapshot::dict_id(&d.stored) != want {
+                std::borrow::Cow::Owned(snapshot::encode_saved(&d.bytes, self.dict.as_deref()))
+            } else {
+                std::borrow::Cow::Borrowed(&d.stored)
+            };
             tx.prepare_cached(
                 "INSERT INTO docs(household_id, snapshot, heads, pending, updated_at) VALUES (?1, ?2, ?3, 0, ?4)",
             )?
-            .execute(params![ids, d.stored, d.heads, now])?;
+            .execute(params![ids, stored, d.heads, now])?;
             project::write_new(&tx, d.id, &d.rows)?;
             tx.prepare_cached(
                 "INSERT OR REPLACE INTO fast_index(household_id, heads, data) VALUES (?1, ?2, ?3)",
@@ -781,6 +895,7 @@ impl Store {
         for d in &merge {
             self.apply_document(&d.bytes, true)?;
         }
+        self.train_dictionary()?;
         Ok(fresh.len())
     }
 
@@ -796,7 +911,7 @@ impl Store {
             )?
             .execute(params![
                 id.to_string(),
-                snapshot::encode_doc(doc),
+                snapshot::encode_doc(doc, self.dict.as_deref()),
                 heads_text(doc),
                 now
             ])?;
@@ -816,6 +931,7 @@ impl Store {
             project::apply(&tx, id, doc, project::Mode::Full { conflicts: false })?;
         }
         tx.commit()?;
+        self.train_dictionary()?;
         Ok(())
     }
 
@@ -970,36 +1086,56 @@ impl Store {
         for id in &ids {
             let doc = self.doc(*id)?;
             let tx = self.conn.transaction()?;
-            compact_one(&tx, *id, &doc)?;
+            compact_one(&tx, *id, &doc, self.dict.as_deref())?;
             tx.commit()?;
         }
         self.conn.execute(
             "DELETE FROM changes WHERE synced = 1 AND in_snapshot = 1",
             [],
         )?;
-        self.recompress_snapshots()?;
+        if !self.train_dictionary()? {
+            self.recompress_snapshots()?;
+        }
         Ok(ids.len())
     }
 
-    /// Rewrites snapshots still in the plain form of older stores in the compressed one
-    /// (see `snapshot`); the documents do not change.
+    /// Rewrites snapshots still in the plain form of older stores, or compressed without
+    /// the store's current dictionary, in the current form (see `snapshot`); the documents
+    /// do not change.
     fn recompress_snapshots(&mut self) -> Result<usize> {
-        let plain: Vec<(String, Vec<u8>)> = {
-            let mut stmt = self.conn.prepare(
-                "SELECT household_id, snapshot FROM docs WHERE substr(snapshot, 1, 4) != x'28b52ffd'",
-            )?;
+        let want = self.dict.as_ref().map(|d| d.id());
+        let ids: Vec<String> = {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT household_id, substr(snapshot, 1, 32) FROM docs")?;
             let v = stmt
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .query_map([], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+                })?
+                .filter_map(|r| match r {
+                    Ok((id, head)) => {
+                        let zstd = head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]);
+                        (!zstd || snapshot::dict_id(&head) != want).then_some(Ok(id))
+                    }
+                    Err(e) => Some(Err(e)),
+                })
                 .collect::<rusqlite::Result<_>>()?;
             v
         };
         let tx = self.conn.transaction()?;
-        for (id, bytes) in &plain {
+        for id in &ids {
+            let stored: Vec<u8> = tx
+                .prepare_cached("SELECT snapshot FROM docs WHERE household_id = ?1")?
+                .query_row([id], |r| r.get(0))?;
+            let bytes = snapshot::decode(&stored, &self.dicts)?;
             tx.prepare_cached("UPDATE docs SET snapshot = ?2 WHERE household_id = ?1")?
-                .execute(params![id, snapshot::encode_saved(bytes)])?;
+                .execute(params![
+                    id,
+                    snapshot::encode_saved(&bytes, self.dict.as_deref())
+                ])?;
         }
         tx.commit()?;
-        Ok(plain.len())
+        Ok(ids.len())
     }
 
     /// Rebuilds every projection from the documents.
@@ -1114,6 +1250,7 @@ impl Store {
 pub struct ProjectionContext {
     cfg: kunjung_core::schedule::ScheduleConfig,
     on: chrono::NaiveDate,
+    dict: Option<std::sync::Arc<snapshot::Dict>>,
 }
 
 /// A whole household document decoded, checked and projected, ready for
@@ -1150,14 +1287,19 @@ pub fn prepare_document(bytes: Vec<u8>, ctx: &ProjectionContext) -> Result<Prepa
         index,
         id,
         heads: heads_text(&doc),
-        stored: snapshot::encode_saved(&bytes),
+        stored: snapshot::encode_saved(&bytes, ctx.dict.as_deref()),
         bytes,
         rows,
     })
 }
 
 /// Loads a household document from its snapshot and pending changes.
-fn load_doc(conn: &Connection, actor: &ActorId, id: Uuid) -> Result<HouseholdDoc> {
+fn load_doc(
+    conn: &Connection,
+    actor: &ActorId,
+    dicts: &snapshot::Dicts,
+    id: Uuid,
+) -> Result<HouseholdDoc> {
     let snapshot: Vec<u8> = conn
         .query_row(
             "SELECT snapshot FROM docs WHERE household_id = ?1",
@@ -1172,7 +1314,7 @@ fn load_doc(conn: &Connection, actor: &ActorId, id: Uuid) -> Result<HouseholdDoc
     let changes: Vec<Vec<u8>> = stmt
         .query_map([id.to_string()], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
-    let snapshot = snapshot::decode(&snapshot)?;
+    let snapshot = snapshot::decode(&snapshot, dicts)?;
     let mut doc = HouseholdDoc::load_with_changes(&snapshot, changes.iter().map(|c| c.as_slice()))?;
     doc.set_actor(actor.clone());
     Ok(doc)
@@ -1186,10 +1328,19 @@ fn heads_text(doc: &HouseholdDoc) -> String {
         .join(",")
 }
 
-fn compact_one(tx: &rusqlite::Transaction<'_>, id: Uuid, doc: &HouseholdDoc) -> Result<()> {
+fn compact_one(
+    tx: &rusqlite::Transaction<'_>,
+    id: Uuid,
+    doc: &HouseholdDoc,
+    dict: Option<&snapshot::Dict>,
+) -> Result<()> {
     tx.execute(
         "UPDATE docs SET snapshot = ?2, heads = ?3, pending = 0 WHERE household_id = ?1",
-        params![id.to_string(), snapshot::encode_doc(doc), heads_text(doc)],
+        params![
+            id.to_string(),
+            snapshot::encode_doc(doc, dict),
+            heads_text(doc)
+        ],
     )?;
     tx.execute(
         "UPDATE changes SET in_snapshot = 1 WHERE household_id = ?1 AND in_snapshot = 0",

@@ -3,6 +3,11 @@
 //! `rows` turns a document into the rows it should have; `apply` replaces a household's rows
 //! inside the caller's transaction. `current_rows` reads them back, so the crash tests can
 //! check that projections and documents never drift apart.
+//!
+//! How rows are stored (schema 3, see `schema.rs`): member and visit ids as 16-byte blobs,
+//! references between projection rows by rowid (`hh`, `member`), visit and task dates as
+//! days since 1970-01-01, repeated short texts once in `strings`. The `*RowData` structs
+//! keep the plain values; the conversion happens only here.
 
 use kunjung_core::schedule::ScheduleConfig;
 use kunjung_core::{HouseholdDoc, HouseholdView, ReferralStatus};
@@ -64,13 +69,8 @@ pub struct VisitRowData {
     pub date: String,
     pub stage: Option<String>,
     pub cadre: Option<String>,
-    pub weight_kg: Option<f64>,
-    pub height_cm: Option<f64>,
-    pub measured: Option<String>,
-    pub muac_cm: Option<f64>,
     pub danger_signs: Option<String>,
     pub referred: bool,
-    pub reported: Option<bool>,
     pub reviewed: bool,
     pub voided: bool,
     pub created_at: i64,
@@ -229,13 +229,8 @@ pub(crate) fn visit_row(v: &kunjung_core::Visit, reviewed: bool) -> VisitRowData
         date: v.date.format("%Y-%m-%d").to_string(),
         stage: v.stage.map(|s| s.code().to_string()),
         cadre: v.cadre.clone(),
-        weight_kg: v.weight_kg,
-        height_cm: v.height_cm,
-        measured: v.measured.map(|m| m.code().to_string()),
-        muac_cm: v.muac_cm,
         danger_signs: (!v.danger_signs.is_empty()).then(|| v.danger_signs.join(",")),
         referred: v.referred,
-        reported: v.reported_to_nakes,
         reviewed,
         voided: v.voided,
         created_at: v.created_at,
@@ -297,29 +292,27 @@ fn search_address(h: &HouseholdRowData) -> String {
 /// Deletes a household's projection rows.
 pub fn delete(tx: &Transaction<'_>, id: Uuid) -> Result<()> {
     let ids = id.to_string();
-    {
-        let mut rids = tx.prepare_cached("SELECT rid FROM members WHERE household_id = ?1")?;
+    if let Some(h) = household_rid(tx, &ids)? {
+        let mut rids = tx.prepare_cached("SELECT rid FROM members WHERE hh = ?1")?;
         let list: Vec<i64> = rids
-            .query_map([&ids], |r| r.get(0))?
+            .query_map([h], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
         let mut del = tx.prepare_cached("DELETE FROM search WHERE rowid = ?1")?;
         for rid in list {
             del.execute([rid])?;
         }
-        let hrid: Option<i64> = tx
-            .prepare_cached("SELECT rid FROM households WHERE id = ?1")?
-            .query_row([&ids], |r| r.get(0))
-            .optional()?;
-        if let Some(h) = hrid {
-            del.execute([-h])?;
+        del.execute([-h])?;
+        for sql in [
+            "DELETE FROM tasks WHERE member IN (SELECT rid FROM members WHERE hh = ?1)",
+            "DELETE FROM visits WHERE hh = ?1",
+            "DELETE FROM members WHERE hh = ?1",
+        ] {
+            tx.prepare_cached(sql)?.execute([h])?;
         }
     }
     for sql in [
-        "DELETE FROM members WHERE household_id = ?1",
-        "DELETE FROM visits WHERE household_id = ?1",
         "DELETE FROM referrals WHERE household_id = ?1",
         "DELETE FROM conflicts WHERE household_id = ?1",
-        "DELETE FROM tasks WHERE household_id = ?1",
         "DELETE FROM households WHERE id = ?1",
     ] {
         tx.prepare_cached(sql)?.execute([&ids])?;
@@ -327,10 +320,104 @@ pub fn delete(tx: &Transaction<'_>, id: Uuid) -> Result<()> {
     Ok(())
 }
 
+/// The rowid of a household's projection row.
+fn household_rid(conn: &Connection, ids: &str) -> Result<Option<i64>> {
+    Ok(conn
+        .prepare_cached("SELECT rid FROM households WHERE id = ?1")?
+        .query_row([ids], |r| r.get(0))
+        .optional()?)
+}
+
+/// A UUID in its stored form (16 bytes).
+pub(crate) fn uuid_blob(s: &str) -> Result<[u8; 16]> {
+    Uuid::parse_str(s)
+        .map(|u| *u.as_bytes())
+        .map_err(|e| crate::StoreError::Invalid(format!("id tidak sah: {e} (invalid id)")))
+}
+
+/// A stored UUID (16 bytes) as text.
+pub(crate) fn uuid_text(b: &[u8]) -> rusqlite::Result<String> {
+    Uuid::from_slice(b).map(|u| u.to_string()).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Blob, Box::new(e))
+    })
+}
+
+/// Reads column `i` of a row holding a stored UUID (NULL gives None).
+pub(crate) fn get_uuid(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Option<String>> {
+    r.get::<_, Option<Vec<u8>>>(i)?
+        .map(|b| uuid_text(&b))
+        .transpose()
+}
+
+/// SQL for a `YYYY-MM-DD` parameter stored as days since 1970-01-01, and back.
+macro_rules! days {
+    ($p:literal) => {
+        concat!("CAST(julianday(", $p, ") - 2440587.5 AS INTEGER)")
+    };
+}
+/// SQL reading a day number column back as `YYYY-MM-DD`.
+macro_rules! date_of {
+    ($c:literal) => {
+        concat!("date(", $c, " * 86400, 'unixepoch')")
+    };
+}
+pub(crate) use date_of;
+
+/// Short texts stored once in `strings` (cadre, stage, task services and labels); the ids
+/// seen in one write are remembered for that write only.
+pub(crate) struct Interner<'a> {
+    tx: &'a Transaction<'a>,
+    seen: std::collections::HashMap<String, i64>,
+}
+
+impl<'a> Interner<'a> {
+    pub(crate) fn new(tx: &'a Transaction<'a>) -> Self {
+        Interner {
+            tx,
+            seen: std::collections::HashMap::new(),
+        }
+    }
+
+    fn id(&mut self, s: &str) -> Result<i64> {
+        if let Some(id) = self.seen.get(s) {
+            return Ok(*id);
+        }
+        let found: Option<i64> = self
+            .tx
+            .prepare_cached("SELECT id FROM strings WHERE value = ?1")?
+            .query_row([s], |r| r.get(0))
+            .optional()?;
+        let id = match found {
+            Some(id) => id,
+            None => {
+                self.tx
+                    .prepare_cached("INSERT INTO strings(value) VALUES (?1)")?
+                    .execute([s])?;
+                self.tx.last_insert_rowid()
+            }
+        };
+        self.seen.insert(s.to_string(), id);
+        Ok(id)
+    }
+
+    fn opt(&mut self, s: Option<&str>) -> Result<Option<i64>> {
+        s.map(|s| self.id(s)).transpose()
+    }
+}
+
+/// Every stored short text by id (a few hundred at most), for reading rows back.
+pub(crate) fn strings(conn: &Connection) -> Result<std::collections::HashMap<i64, String>> {
+    let mut stmt = conn.prepare_cached("SELECT id, value FROM strings")?;
+    let m = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(m)
+}
+
 pub fn clear_all(tx: &Transaction<'_>) -> Result<()> {
     tx.execute_batch(
-        "DELETE FROM search; DELETE FROM members; DELETE FROM visits; DELETE FROM referrals;
-         DELETE FROM conflicts; DELETE FROM tasks; DELETE FROM households;",
+        "INSERT INTO search(search) VALUES ('delete-all'); DELETE FROM members; DELETE FROM visits;
+         DELETE FROM referrals; DELETE FROM conflicts; DELETE FROM tasks; DELETE FROM households;",
     )?;
     Ok(())
 }
@@ -378,8 +465,9 @@ fn visit_added(
 ) -> Result<()> {
     let ids = id.to_string();
     let (vid, rid) = (visit.to_string(), referral.map(|r| r.to_string()));
+    let mut strings = Interner::new(tx);
     if let Some(v) = rows.visits.iter().find(|v| v.id == vid) {
-        insert_visit(tx, &ids, v)?;
+        insert_visit(tx, &mut strings, &ids, v)?;
     }
     if let Some(r) = rows.referrals.iter().find(|r| Some(&r.id) == rid.as_ref()) {
         insert_referral(tx, &ids, r)?;
@@ -398,9 +486,12 @@ fn visit_added(
         h.due_tasks,
         chrono::Utc::now().timestamp_millis()
     ])?;
-    tx.prepare_cached("DELETE FROM tasks WHERE household_id = ?1")?
-        .execute([&ids])?;
-    insert_tasks(tx, &ids, &rows.tasks)
+    tx.prepare_cached(
+        "DELETE FROM tasks WHERE member IN
+            (SELECT m.rid FROM members m JOIN households h ON h.rid = m.hh WHERE h.id = ?1)",
+    )?
+    .execute([&ids])?;
+    insert_tasks(tx, &mut strings, &ids, &rows.tasks)
 }
 
 /// Recomputes only a household's tasks (and its `due_tasks`, `tasks_on`) for today: what
@@ -415,34 +506,67 @@ pub fn tasks_only(tx: &Transaction<'_>, id: Uuid, doc: &HouseholdDoc) -> Result<
             rows.household.tasks_on,
             rows.household.due_tasks
         ])?;
-    tx.prepare_cached("DELETE FROM tasks WHERE household_id = ?1")?
-        .execute([&ids])?;
-    insert_tasks(tx, &ids, &rows.tasks)
+    tx.prepare_cached(
+        "DELETE FROM tasks WHERE member IN
+            (SELECT m.rid FROM members m JOIN households h ON h.rid = m.hh WHERE h.id = ?1)",
+    )?
+    .execute([&ids])?;
+    let mut strings = Interner::new(tx);
+    insert_tasks(tx, &mut strings, &ids, &rows.tasks)
 }
 
-pub(crate) fn insert_visit(tx: &Transaction<'_>, ids: &str, v: &VisitRowData) -> Result<()> {
-    tx.prepare_cached(
-        "INSERT INTO visits(id, household_id, member_id, date, stage, cadre, weight_kg, height_cm, measured,
-            muac_cm, danger_signs, referred, reported, reviewed, voided, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
-    )?
+/// Inserts a visit of the household `ids` (its members' rows already written).
+pub(crate) fn insert_visit(
+    tx: &Transaction<'_>,
+    strings: &mut Interner<'_>,
+    ids: &str,
+    v: &VisitRowData,
+) -> Result<()> {
+    let hh = household_rid(tx, ids)?
+        .ok_or_else(|| crate::StoreError::NotFound(format!("rumah tangga {ids} (household)")))?;
+    let member: Option<i64> = tx
+        .prepare_cached("SELECT rid FROM members WHERE id = ?1 AND hh = ?2")?
+        .query_row(params![uuid_blob(&v.member_id)?, hh], |r| r.get(0))
+        .optional()?;
+    insert_visit_at(tx, strings, hh, member, v)
+}
+
+/// Inserts a visit of household row `hh`; `member` is the row of its member, when known.
+fn insert_visit_at(
+    tx: &Transaction<'_>,
+    strings: &mut Interner<'_>,
+    hh: i64,
+    member: Option<i64>,
+    v: &VisitRowData,
+) -> Result<()> {
+    let member_uuid = match member {
+        Some(_) => None,
+        None => Some(uuid_blob(&v.member_id)?),
+    };
+    let (stage, cadre) = (
+        strings.opt(v.stage.as_deref())?,
+        strings.opt(v.cadre.as_deref())?,
+    );
+    tx.prepare_cached(concat!(
+        "INSERT INTO visits(hh, id, member, member_uuid, date, created_at, stage, cadre, danger_signs,
+            referred, reviewed, voided)
+         VALUES (?1, ?2, ?3, ?4, ",
+        days!("?5"),
+        ", ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+    ))?
     .execute(params![
-        v.id,
-        ids,
-        v.member_id,
+        hh,
+        uuid_blob(&v.id)?,
+        member,
+        member_uuid,
         v.date,
-        v.stage,
-        v.cadre,
-        v.weight_kg,
-        v.height_cm,
-        v.measured,
-        v.muac_cm,
+        v.created_at,
+        stage,
+        cadre,
         v.danger_signs,
         v.referred,
-        v.reported,
         v.reviewed,
-        v.voided,
-        v.created_at
+        v.voided
     ])?;
     Ok(())
 }
@@ -469,19 +593,65 @@ pub(crate) fn insert_referral(tx: &Transaction<'_>, ids: &str, r: &ReferralRowDa
     Ok(())
 }
 
-fn insert_tasks(tx: &Transaction<'_>, ids: &str, tasks: &[TaskRowData]) -> Result<()> {
-    let mut ins = tx.prepare_cached(
-        "INSERT OR REPLACE INTO tasks(household_id, member_id, service, label_id, label_en, due_from,
-            due_until, status, done_on)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )?;
+/// Inserts the tasks of the household `ids` (its members' rows already written).
+fn insert_tasks(
+    tx: &Transaction<'_>,
+    strings: &mut Interner<'_>,
+    ids: &str,
+    tasks: &[TaskRowData],
+) -> Result<()> {
+    if tasks.is_empty() {
+        return Ok(());
+    }
+    let members: std::collections::HashMap<String, i64> = {
+        let mut stmt = tx.prepare_cached(
+            "SELECT m.id, m.rid FROM members m JOIN households h ON h.rid = m.hh WHERE h.id = ?1",
+        )?;
+        let v = stmt
+            .query_map([ids], |r| {
+                Ok((get_uuid(r, 0)?.unwrap_or_default(), r.get(1)?))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        v
+    };
+    insert_tasks_at(tx, strings, &members, tasks)
+}
+
+/// Inserts tasks; `members` gives the row of each member id of the household.
+fn insert_tasks_at(
+    tx: &Transaction<'_>,
+    strings: &mut Interner<'_>,
+    members: &std::collections::HashMap<String, i64>,
+    tasks: &[TaskRowData],
+) -> Result<()> {
     for t in tasks {
-        ins.execute(params![
-            ids,
-            t.member_id,
-            t.service,
-            t.label_id,
-            t.label_en,
+        let member = *members.get(&t.member_id).ok_or_else(|| {
+            crate::StoreError::Invalid(format!(
+                "tugas untuk anggota yang tidak ada: {} (task of an unknown member)",
+                t.member_id
+            ))
+        })?;
+        let (service, label_id, label_en) = (
+            strings.id(&t.service)?,
+            strings.id(&t.label_id)?,
+            strings.id(&t.label_en)?,
+        );
+        tx.prepare_cached(concat!(
+            "INSERT OR REPLACE INTO tasks(member, service, label_id, label_en, due_from, due_until, status,
+                done_on)
+             VALUES (?1, ?2, ?3, ?4, ",
+            days!("?5"),
+            ", ",
+            days!("?6"),
+            ", ?7, ",
+            days!("?8"),
+            ")"
+        ))?
+        .execute(params![
+            member,
+            service,
+            label_id,
+            label_en,
             t.due_from,
             t.due_until,
             t.status,
@@ -560,22 +730,23 @@ fn write_rows_inner(
         Option::<String>::None,
         address
     ])?;
+    let mut member_rids = std::collections::HashMap::with_capacity(rows.members.len());
     {
         let mut ins = tx.prepare_cached(
-            "INSERT INTO members(id, household_id, name, nik, sex, birth_date, relation, mother_id, death_date,
+            "INSERT INTO members(id, hh, name, nik, sex, birth_date, relation, mother_id, death_date,
                 moved_out_date, voided, pregnant_from, pregnant_until, last_delivery)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
         )?;
         for m in &rows.members {
             ins.execute(params![
-                m.id,
-                ids,
+                uuid_blob(&m.id)?,
+                hrid,
                 m.name,
                 m.nik,
                 m.sex,
                 m.birth_date,
                 m.relation,
-                m.mother_id,
+                m.mother_id.as_deref().map(uuid_blob).transpose()?,
                 m.death_date,
                 m.moved_out_date,
                 m.voided,
@@ -583,18 +754,22 @@ fn write_rows_inner(
                 m.pregnant_until,
                 m.last_delivery
             ])?;
+            let rid = tx.last_insert_rowid();
+            member_rids.insert(m.id.clone(), rid);
             if !m.voided {
-                fts.execute(params![tx.last_insert_rowid(), m.name, m.nik, address])?;
+                fts.execute(params![rid, m.name, m.nik, address])?;
             }
         }
     }
+    let mut strings = Interner::new(tx);
     for v in &rows.visits {
-        insert_visit(tx, &ids, v)?;
+        let member = member_rids.get(&v.member_id).copied();
+        insert_visit_at(tx, &mut strings, hrid, member, v)?;
     }
     for r in &rows.referrals {
         insert_referral(tx, &ids, r)?;
     }
-    insert_tasks(tx, &ids, &rows.tasks)?;
+    insert_tasks_at(tx, &mut strings, &member_rids, &rows.tasks)?;
     {
         let mut ins = tx.prepare_cached(
             "INSERT INTO conflicts(household_id, path, \"values\") VALUES (?1, ?2, ?3)",
@@ -633,17 +808,28 @@ pub fn current_rows(conn: &Connection, id: Uuid) -> Result<Rows> {
             })
         },
     )?;
-    let mut stmt = conn.prepare(
-        "SELECT member_id, service, label_id, label_en, due_from, due_until, status, done_on
-         FROM tasks WHERE household_id = ?1",
-    )?;
+    let hh = household_rid(conn, &ids)?.unwrap_or(0);
+    let text = strings(conn)?;
+    let st = |r: &rusqlite::Row<'_>, i: usize| -> rusqlite::Result<Option<String>> {
+        Ok(r.get::<_, Option<i64>>(i)?
+            .map(|k| text.get(&k).cloned().unwrap_or_default()))
+    };
+    let mut stmt = conn.prepare(concat!(
+        "SELECT m.id, t.service, t.label_id, t.label_en, ",
+        date_of!("t.due_from"),
+        ", ",
+        date_of!("t.due_until"),
+        ", t.status, ",
+        date_of!("t.done_on"),
+        " FROM tasks t JOIN members m ON m.rid = t.member WHERE m.hh = ?1"
+    ))?;
     let tasks = stmt
-        .query_map([&ids], |r| {
+        .query_map([hh], |r| {
             Ok(TaskRowData {
-                member_id: r.get(0)?,
-                service: r.get(1)?,
-                label_id: r.get(2)?,
-                label_en: r.get(3)?,
+                member_id: get_uuid(r, 0)?.unwrap_or_default(),
+                service: st(r, 1)?.unwrap_or_default(),
+                label_id: st(r, 2)?.unwrap_or_default(),
+                label_en: st(r, 3)?.unwrap_or_default(),
                 due_from: r.get(4)?,
                 due_until: r.get(5)?,
                 status: r.get(6)?,
@@ -653,18 +839,18 @@ pub fn current_rows(conn: &Connection, id: Uuid) -> Result<Rows> {
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut stmt = conn.prepare(
         "SELECT id, name, nik, sex, birth_date, relation, mother_id, death_date, moved_out_date, voided,
-                pregnant_from, pregnant_until, last_delivery FROM members WHERE household_id = ?1 ORDER BY id",
+                pregnant_from, pregnant_until, last_delivery FROM members WHERE hh = ?1 ORDER BY id",
     )?;
     let members = stmt
-        .query_map([&ids], |r| {
+        .query_map([hh], |r| {
             Ok(MemberRowData {
-                id: r.get(0)?,
+                id: get_uuid(r, 0)?.unwrap_or_default(),
                 name: r.get(1)?,
                 nik: r.get(2)?,
                 sex: r.get(3)?,
                 birth_date: r.get(4)?,
                 relation: r.get(5)?,
-                mother_id: r.get(6)?,
+                mother_id: get_uuid(r, 6)?,
                 death_date: r.get(7)?,
                 moved_out_date: r.get(8)?,
                 voided: r.get(9)?,
@@ -674,28 +860,25 @@ pub fn current_rows(conn: &Connection, id: Uuid) -> Result<Rows> {
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    let mut stmt = conn.prepare(
-        "SELECT id, member_id, date, stage, cadre, weight_kg, height_cm, measured, muac_cm, danger_signs, referred,
-                reported, reviewed, voided, created_at FROM visits WHERE household_id = ?1 ORDER BY date, id",
-    )?;
+    let mut stmt = conn.prepare(concat!(
+        "SELECT v.id, coalesce(m.id, v.member_uuid), ",
+        date_of!("v.date"),
+        ", v.stage, v.cadre, v.danger_signs, v.referred, v.reviewed, v.voided, v.created_at
+         FROM visits v LEFT JOIN members m ON m.rid = v.member WHERE v.hh = ?1"
+    ))?;
     let visits = stmt
-        .query_map([&ids], |r| {
+        .query_map([hh], |r| {
             Ok(VisitRowData {
-                id: r.get(0)?,
-                member_id: r.get(1)?,
+                id: get_uuid(r, 0)?.unwrap_or_default(),
+                member_id: get_uuid(r, 1)?.unwrap_or_default(),
                 date: r.get(2)?,
-                stage: r.get(3)?,
-                cadre: r.get(4)?,
-                weight_kg: r.get(5)?,
-                height_cm: r.get(6)?,
-                measured: r.get(7)?,
-                muac_cm: r.get(8)?,
-                danger_signs: r.get(9)?,
-                referred: r.get(10)?,
-                reported: r.get(11)?,
-                reviewed: r.get(12)?,
-                voided: r.get(13)?,
-                created_at: r.get(14)?,
+                stage: st(r, 3)?,
+                cadre: st(r, 4)?,
+                danger_signs: r.get(5)?,
+                referred: r.get(6)?,
+                reviewed: r.get(7)?,
+                voided: r.get(8)?,
+                created_at: r.get(9)?,
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;

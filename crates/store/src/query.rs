@@ -4,6 +4,7 @@
 use rusqlite::{params_from_iter, types::Value};
 use serde::{Deserialize, Serialize};
 
+use crate::project::{date_of, get_uuid};
 use crate::{Result, Store, StoreError};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -146,7 +147,7 @@ fn stage_condition(stage: &str, today: chrono::NaiveDate) -> Result<(String, Vec
         }
     };
     Ok((
-        format!("EXISTS (SELECT 1 FROM members m WHERE m.household_id = h.id AND m.voided = 0 AND m.death_date IS NULL AND {cond})"),
+        format!("EXISTS (SELECT 1 FROM members m WHERE m.hh = h.rid AND m.voided = 0 AND m.death_date IS NULL AND {cond})"),
         vals.into_iter().map(Value::Text).collect(),
     ))
 }
@@ -244,8 +245,8 @@ impl Store {
         };
         let mut stmt = self.connection().prepare_cached(
             "WITH hits AS (SELECT rowid AS r FROM search WHERE search MATCH ?1 LIMIT ?2)
-             SELECT m.household_id, m.id, m.name, m.nik, h.area_code, h.address, h.rt, h.rw
-               FROM hits JOIN members m ON m.rid = hits.r JOIN households h ON h.id = m.household_id
+             SELECT h.id, m.id, m.name, m.nik, h.area_code, h.address, h.rt, h.rw
+               FROM hits JOIN members m ON m.rid = hits.r JOIN households h ON h.rid = m.hh
              UNION ALL
              SELECT h.id, NULL, h.head_name, NULL, h.area_code, h.address, h.rt, h.rw
                FROM hits JOIN households h ON h.rid = -hits.r",
@@ -254,7 +255,7 @@ impl Store {
             .query_map(rusqlite::params![q, limit.clamp(1, 1000) as i64], |r| {
                 Ok(SearchHit {
                     household_id: r.get(0)?,
-                    member_id: r.get(1)?,
+                    member_id: get_uuid(r, 1)?,
                     name: r.get(2)?,
                     nik: r.get(3)?,
                     area_code: r.get(4)?,
@@ -285,19 +286,25 @@ impl Store {
             conds.push("v.reviewed = 0".into());
         }
         vals.push(Value::Integer(limit as i64));
+        // The page first, then its members' names and texts (for those rows only).
         let sql = format!(
-            "SELECT v.id, v.household_id, v.member_id, m.name, v.date, v.stage, v.cadre, v.danger_signs, v.referred, v.reviewed
-             FROM visits v JOIN households h ON h.id = v.household_id LEFT JOIN members m ON m.id = v.member_id
-             WHERE {} ORDER BY v.date DESC, v.created_at DESC LIMIT ?",
+            "SELECT v.id, h.id, coalesce(m.id, v.member_uuid), m.name, {}, s.value, c.value, v.danger_signs,
+                    v.referred, v.reviewed
+             FROM (SELECT v.* FROM visits v JOIN households h ON h.rid = v.hh
+                   WHERE {} ORDER BY v.date DESC, v.created_at DESC LIMIT ?) v
+             JOIN households h ON h.rid = v.hh LEFT JOIN members m ON m.rid = v.member
+             LEFT JOIN strings s ON s.id = v.stage LEFT JOIN strings c ON c.id = v.cadre
+             ORDER BY v.date DESC, v.created_at DESC",
+            date_of!("v.date"),
             conds.join(" AND ")
         );
         let mut stmt = self.connection().prepare_cached(&sql)?;
         let rows = stmt
             .query_map(params_from_iter(vals), |r| {
                 Ok(VisitRow {
-                    id: r.get(0)?,
+                    id: get_uuid(r, 0)?.unwrap_or_default(),
                     household_id: r.get(1)?,
-                    member_id: r.get(2)?,
+                    member_id: get_uuid(r, 2)?.unwrap_or_default(),
                     member_name: r.get(3)?,
                     date: r.get(4)?,
                     stage: r.get(5)?,
@@ -331,7 +338,8 @@ impl Store {
         let sql = format!(
             "SELECT r.id, r.household_id, r.member_id, m.name, r.visit_id, r.reason, r.status, r.created_at,
                     r.created_by, r.outcome, r.feedback
-             FROM referrals r JOIN households h ON h.id = r.household_id LEFT JOIN members m ON m.id = r.member_id
+             FROM referrals r JOIN households h ON h.id = r.household_id
+             LEFT JOIN members m ON m.id = unhex(replace(r.member_id, '-', ''))
              WHERE {} ORDER BY (r.status = 'closed'), r.created_at DESC",
             conds.join(" AND ")
         );

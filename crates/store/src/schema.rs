@@ -142,7 +142,106 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE households ADD COLUMN tasks_on TEXT;
     ALTER TABLE households ADD COLUMN due_tasks INTEGER NOT NULL DEFAULT 0;
     "#,
-    // 3: what a pulled change that only adds records is checked against without loading
+    // 3: smaller projections (a device's storage, issue 9). Member and visit ids as 16-byte
+    // blobs; rows refer to their household and member by rowid (`hh` = households.rid,
+    // `member` = members.rid) instead of repeating 36-character ids; dates of visits and
+    // tasks as days since 1970-01-01; repeated short texts (stage, cadre, task service and
+    // labels) once in `strings`; no index on visit ids or members' visits (nothing looks
+    // them up often: `household_of_visit` scans); FTS5 without a copy of its text and
+    // without positions (queries are word prefixes, never phrases). Existing rows are
+    // converted as they are; nothing is recomputed.
+    r#"
+    CREATE TABLE strings(id INTEGER PRIMARY KEY, value TEXT NOT NULL UNIQUE);
+    -- zstd dictionaries the snapshots are compressed with (`snapshot.rs`), by zstd's id.
+    CREATE TABLE zdicts(id INTEGER PRIMARY KEY, dict BLOB NOT NULL, created_at INTEGER NOT NULL);
+
+    CREATE TABLE members_v3(
+        rid INTEGER PRIMARY KEY,
+        id BLOB NOT NULL UNIQUE,
+        hh INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        nik TEXT,
+        sex TEXT,
+        birth_date TEXT,
+        relation TEXT,
+        mother_id BLOB,
+        death_date TEXT,
+        moved_out_date TEXT,
+        voided INTEGER NOT NULL,
+        pregnant_from TEXT,
+        pregnant_until TEXT,
+        last_delivery TEXT
+    );
+    INSERT INTO members_v3 SELECT m.rid, unhex(replace(m.id, '-', '')), h.rid, m.name, m.nik, m.sex,
+        m.birth_date, m.relation, unhex(replace(m.mother_id, '-', '')), m.death_date, m.moved_out_date,
+        m.voided, m.pregnant_from, m.pregnant_until, m.last_delivery
+        FROM members m JOIN households h ON h.id = m.household_id;
+    DROP TABLE members;
+    ALTER TABLE members_v3 RENAME TO members;
+    CREATE INDEX members_household ON members(hh);
+
+    -- `member_uuid` only when the visit's member is not among its household's members.
+    CREATE TABLE visits_v3(
+        hh INTEGER NOT NULL,
+        id BLOB NOT NULL,
+        member INTEGER,
+        member_uuid BLOB,
+        date INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        stage INTEGER,
+        cadre INTEGER,
+        danger_signs TEXT,
+        referred INTEGER NOT NULL,
+        reviewed INTEGER NOT NULL,
+        voided INTEGER NOT NULL,
+        PRIMARY KEY(hh, id)
+    ) WITHOUT ROWID;
+    INSERT OR IGNORE INTO strings(value)
+        SELECT stage FROM visits WHERE stage IS NOT NULL
+        UNION SELECT cadre FROM visits WHERE cadre IS NOT NULL;
+    INSERT INTO visits_v3 SELECT h.rid, unhex(replace(v.id, '-', '')), m.rid,
+        CASE WHEN m.rid IS NULL THEN unhex(replace(v.member_id, '-', '')) END,
+        CAST(julianday(v.date) - 2440587.5 AS INTEGER), v.created_at,
+        (SELECT id FROM strings WHERE value = v.stage), (SELECT id FROM strings WHERE value = v.cadre),
+        v.danger_signs, v.referred, v.reviewed, v.voided
+        FROM visits v JOIN households h ON h.id = v.household_id
+        LEFT JOIN members m ON m.id = unhex(replace(v.member_id, '-', '')) AND m.hh = h.rid;
+    DROP TABLE visits;
+    ALTER TABLE visits_v3 RENAME TO visits;
+
+    CREATE TABLE tasks_v3(
+        member INTEGER NOT NULL,
+        service INTEGER NOT NULL,
+        label_id INTEGER NOT NULL,
+        label_en INTEGER NOT NULL,
+        due_from INTEGER NOT NULL,
+        due_until INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        done_on INTEGER,
+        PRIMARY KEY(member, service)
+    ) WITHOUT ROWID;
+    INSERT OR IGNORE INTO strings(value)
+        SELECT service FROM tasks UNION SELECT label_id FROM tasks UNION SELECT label_en FROM tasks;
+    INSERT INTO tasks_v3 SELECT m.rid, (SELECT id FROM strings WHERE value = t.service),
+        (SELECT id FROM strings WHERE value = t.label_id), (SELECT id FROM strings WHERE value = t.label_en),
+        CAST(julianday(t.due_from) - 2440587.5 AS INTEGER), CAST(julianday(t.due_until) - 2440587.5 AS INTEGER),
+        t.status, CAST(julianday(t.done_on) - 2440587.5 AS INTEGER)
+        FROM tasks t JOIN members m ON m.id = unhex(replace(t.member_id, '-', ''));
+    DROP TABLE tasks;
+    ALTER TABLE tasks_v3 RENAME TO tasks;
+
+    CREATE TEMP TABLE search_v2 AS SELECT rowid AS r, name, nik, address FROM search;
+    DROP TABLE search;
+    CREATE VIRTUAL TABLE search USING fts5(
+        name, nik, address,
+        content = '', contentless_delete = 1, detail = none,
+        tokenize = 'unicode61 remove_diacritics 2',
+        prefix = '2 3'
+    );
+    INSERT INTO search(rowid, name, nik, address) SELECT r, name, nik, address FROM search_v2;
+    DROP TABLE search_v2;
+    "#,
+    // 4: what a pulled change that only adds records is checked against without loading
     // its document (kunjung_core::fastapply), valid while `heads` = docs.heads.
     r#"
     CREATE TABLE fast_index(
@@ -154,8 +253,11 @@ const MIGRATIONS: &[&str] = &[
 ];
 
 pub const LATEST: i64 = MIGRATIONS.len() as i64;
+/// A store older than this is vacuumed once migrated (its projections were rewritten).
+pub const COMPACT_FROM: i64 = 3;
 
-pub fn migrate(conn: &mut Connection) -> Result<()> {
+/// Brings the store to [`LATEST`]; returns the version it had before.
+pub fn migrate(conn: &mut Connection) -> Result<i64> {
     let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if current > LATEST {
         return Err(StoreError::NewerSchema {
@@ -169,5 +271,5 @@ pub fn migrate(conn: &mut Connection) -> Result<()> {
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         tx.commit()?;
     }
-    Ok(())
+    Ok(current)
 }

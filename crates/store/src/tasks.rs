@@ -12,6 +12,7 @@ use rusqlite::{params_from_iter, types::Value};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::project::{date_of, get_uuid};
 use crate::{project, Result, Store};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -86,22 +87,28 @@ impl Store {
                 vals.push(Value::Text(format!("{p}/")));
             }
             let sql = format!(
-                "SELECT t.member_id, t.household_id, m.name, t.service, t.label_id, t.label_en, t.due_from, t.due_until,
-                        t.status, t.done_on
-                 FROM tasks t JOIN households h ON h.id = t.household_id LEFT JOIN members m ON m.id = t.member_id
-                 WHERE {} ORDER BY (t.status = 'done'), t.due_until, t.member_id, t.service",
+                "SELECT m.id, h.id, m.name, t.service, t.label_id, t.label_en, {}, {}, t.status, {}
+                 FROM tasks t JOIN members m ON m.rid = t.member JOIN households h ON h.rid = m.hh
+                 WHERE {}",
+                date_of!("t.due_from"),
+                date_of!("t.due_until"),
+                date_of!("t.done_on"),
                 conds.join(" AND ")
             );
+            let text = project::strings(self.connection())?;
+            let st = |r: &rusqlite::Row<'_>, i: usize| -> rusqlite::Result<String> {
+                Ok(text.get(&r.get::<_, i64>(i)?).cloned().unwrap_or_default())
+            };
             let mut stmt = self.connection().prepare_cached(&sql)?;
-            let rows = stmt
+            let mut rows: Vec<TaskRow> = stmt
                 .query_map(params_from_iter(vals), |r| {
                     Ok(TaskRow {
-                        member_id: r.get(0)?,
+                        member_id: get_uuid(r, 0)?.unwrap_or_default(),
                         household_id: r.get(1)?,
                         member_name: r.get(2)?,
-                        service: r.get(3)?,
-                        label_id: r.get(4)?,
-                        label_en: r.get(5)?,
+                        service: st(r, 3)?,
+                        label_id: st(r, 4)?,
+                        label_en: st(r, 5)?,
                         due_from: r.get(6)?,
                         due_until: r.get(7)?,
                         status: r.get(8)?,
@@ -109,6 +116,7 @@ impl Store {
                     })
                 })?
                 .collect::<rusqlite::Result<_>>()?;
+            sort_tasks(&mut rows);
             return Ok(rows);
         }
         let cfg = project::schedule_config(self.connection())?;
@@ -130,14 +138,19 @@ impl Store {
                 });
             }
         }
-        out.sort_by(|a, b| {
-            (a.status == "done", &a.due_until, &a.member_id, &a.service).cmp(&(
-                b.status == "done",
-                &b.due_until,
-                &b.member_id,
-                &b.service,
-            ))
-        });
+        sort_tasks(&mut out);
         Ok(out)
     }
+}
+
+/// Open tasks first, then by due date, member and service.
+fn sort_tasks(rows: &mut [TaskRow]) {
+    rows.sort_by(|a, b| {
+        (a.status == "done", &a.due_until, &a.member_id, &a.service).cmp(&(
+            b.status == "done",
+            &b.due_until,
+            &b.member_id,
+            &b.service,
+        ))
+    });
 }

@@ -234,6 +234,16 @@ fn encrypted_store_leaks_nothing_and_wrong_pin_is_clear() {
     assert_eq!(StoreError::WrongPin.to_string(), "PIN salah (wrong PIN)");
     let s = Store::open(dir.path(), Some("246810")).unwrap();
     assert_eq!(s.search("kartini", 5).unwrap().len(), 1);
+    // Made with 8 kB pages (recorded in kunjung.json: SQLCipher needs it to open).
+    let page: String = s
+        .connection()
+        .query_row("PRAGMA cipher_page_size", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(page, "8192");
+    assert_eq!(
+        Store::config(dir.path()).unwrap().unwrap().page_size,
+        Some(8192)
+    );
     assert!(Store::init(tempfile::tempdir().unwrap().path(), Some("12"), "k").is_err());
 }
 
@@ -567,4 +577,161 @@ fn snapshots_of_an_older_store_still_open_and_compact_rewrites_them() {
         serde_json::to_value(s.household_detail(h).unwrap()).unwrap()
     );
     assert!(s.check_consistency().unwrap().is_empty());
+}
+
+/// A store written by schema 2 (`tests/fixtures/store-v2`, made with the `kunjung` command
+/// of that version: 5 demo households, a visit with a danger sign and its referral, a
+/// review, a voided visit, a conflict, 136 unsynced changes) opens with this version: its
+/// projections are rewritten in the new form with nothing lost, and `expected.json` (what
+/// the old version listed) is what this one lists.
+#[test]
+fn a_store_of_schema_2_is_migrated_with_nothing_lost() {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/store-v2");
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["kunjung.db", "kunjung.json"] {
+        std::fs::copy(fixture.join(f), dir.path().join(f)).unwrap();
+    }
+    let expected: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture.join("expected.json")).unwrap()).unwrap();
+    let mut s = Store::open(dir.path(), None).unwrap();
+    let version: i64 = s
+        .connection()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert!(version >= 3, "{version}");
+    // An older store keeps its page size (4096, none recorded).
+    assert_eq!(Store::config(dir.path()).unwrap().unwrap().page_size, None);
+    let page: i64 = s
+        .connection()
+        .query_row("PRAGMA page_size", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(page, 4096);
+    // The projections were converted, not rebuilt: still consistent with the documents
+    // (tasks included, for the day they were computed).
+    assert!(s.check_consistency().unwrap().is_empty());
+    assert_eq!(
+        serde_json::to_value(s.list_households(&ListFilter::default()).unwrap()).unwrap(),
+        expected["households"]
+    );
+    for q in ["a", "siti rah", "jl", "3214"] {
+        assert_eq!(
+            serde_json::to_value(s.search(q, 100).unwrap()).unwrap(),
+            expected["search"][q],
+            "search {q}"
+        );
+    }
+    assert_eq!(
+        serde_json::to_value(s.list_visits(None, true, 1000).unwrap()).unwrap(),
+        expected["review_queue"]
+    );
+    assert_eq!(
+        serde_json::to_value(s.list_referrals(None, None).unwrap()).unwrap(),
+        expected["referrals"]
+    );
+    let conflicts = serde_json::to_value(s.all_conflicts().unwrap()).unwrap();
+    assert_eq!(conflicts.as_array().unwrap().len(), 1);
+    assert_eq!(s.unsynced_count().unwrap(), 136);
+    // Lookups by member and visit id still find their household.
+    let v = &expected["review_queue"][0];
+    let hid: uuid::Uuid = v["household_id"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        s.household_of_visit(v["id"].as_str().unwrap().parse().unwrap())
+            .unwrap(),
+        hid
+    );
+    assert_eq!(
+        s.household_of_member(v["member_id"].as_str().unwrap().parse().unwrap())
+            .unwrap(),
+        hid
+    );
+    // Writes and a rebuild work on the migrated store and agree with each other.
+    s.add_visit(&NewVisit {
+        member_id: v["member_id"].as_str().unwrap().parse().unwrap(),
+        date: d("2026-11-02"),
+        weight_kg: Some(9.0),
+        ..Default::default()
+    })
+    .unwrap();
+    let listed = serde_json::to_value(s.list_visits(None, false, 1000).unwrap()).unwrap();
+    s.rebuild().unwrap();
+    assert!(s.check_consistency().unwrap().is_empty());
+    assert_eq!(
+        serde_json::to_value(s.list_visits(None, false, 1000).unwrap()).unwrap(),
+        listed
+    );
+    drop(s);
+    // Opening again does not migrate again.
+    let s = Store::open(dir.path(), None).unwrap();
+    assert_eq!(
+        serde_json::to_value(s.list_households(&ListFilter::default()).unwrap())
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        5
+    );
+}
+
+/// Once a store holds 100 households, its snapshots are compressed with a dictionary
+/// trained on them (kept in the store): smaller, and read back the same after reopening.
+#[test]
+fn snapshots_get_a_dictionary_of_the_store_and_read_back_the_same() {
+    let src_dir = tempfile::tempdir().unwrap();
+    let mut src = Store::init(src_dir.path(), None, "kader1").unwrap();
+    let docs: Vec<(uuid::Uuid, Vec<u8>)> = (1..=110)
+        .map(|i| saved_household(&mut src, &i.to_string()))
+        .collect();
+    let dicts = |s: &Store| -> i64 {
+        s.connection()
+            .query_row("SELECT count(*) FROM zdicts", [], |r| r.get(0))
+            .unwrap()
+    };
+    let stored = |s: &Store| -> i64 {
+        s.connection()
+            .query_row("SELECT sum(length(snapshot)) FROM docs", [], |r| r.get(0))
+            .unwrap()
+    };
+    // Written one by one: no dictionary yet.
+    assert_eq!(dicts(&src), 0);
+    let before = stored(&src);
+
+    // A first sync: snapshots stored in chunks; the dictionary comes after the first 100.
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = Store::init(dir.path(), None, "pkm").unwrap();
+    for chunk in docs.chunks(60) {
+        let ctx = b.projection_context().unwrap();
+        let prepared: Vec<_> = chunk
+            .iter()
+            .map(|(_, bytes)| kunjung_store::prepare_document(bytes.clone(), &ctx).unwrap())
+            .collect();
+        b.store_documents(prepared).unwrap();
+    }
+    assert_eq!(dicts(&b), 1);
+    assert!(stored(&b) * 4 < before * 3, "{} vs {before}", stored(&b));
+    assert!(b.check_consistency().unwrap().is_empty());
+    drop(b);
+    let mut b = Store::open(dir.path(), None).unwrap();
+    for (id, _) in &docs {
+        assert_eq!(b.doc(*id).unwrap().heads(), src.doc(*id).unwrap().heads());
+    }
+    // Local writes and compaction keep using it.
+    let m = b.household_detail(docs[0].0).unwrap().view.members[0].id;
+    b.add_visit(&NewVisit {
+        member_id: m,
+        date: d("2026-03-05"),
+        ..Default::default()
+    })
+    .unwrap();
+    synced_and_compacted(&mut b);
+    assert_eq!(dicts(&b), 1);
+    assert_eq!(b.doc(docs[0].0).unwrap().read().unwrap().visits.len(), 3);
+    assert!(b.check_consistency().unwrap().is_empty());
+
+    // A store filled one household at a time gets its dictionary when compacted.
+    synced_and_compacted(&mut src);
+    assert_eq!(dicts(&src), 1);
+    assert!(stored(&src) * 4 < before * 3);
+    drop(src);
+    let mut src = Store::open(src_dir.path(), None).unwrap();
+    assert!(src.check_consistency().unwrap().is_empty());
 }

@@ -452,6 +452,23 @@ fn write_jsonl(path: &Path, docs: &[Value]) -> Result<()> {
     Ok(())
 }
 
+/// Pages per table and index of a store (SQLite's `dbstat`), largest first, in MB; FTS5's
+/// shadow tables are summed as `search*`.
+fn storage_breakdown(c: &kunjung_store::RawConnection) -> Result<String> {
+    let mut st = c.prepare(
+        "SELECT CASE WHEN name LIKE 'search%' THEN 'search*' ELSE name END AS n, sum(pgsize)
+         FROM dbstat GROUP BY n ORDER BY 2 DESC",
+    )?;
+    let parts = st
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(parts
+        .iter()
+        .map(|(n, b)| format!("{n} {:.2}", *b as f64 / 1e6))
+        .collect::<Vec<_>>()
+        .join(", "))
+}
+
 /// Sizes of the settings of a run.
 pub struct Sizes {
     pub village: usize,
@@ -540,11 +557,24 @@ pub fn run(root: &Path, server_bin: &Path, sizes: &Sizes, rows: &mut Vec<Row>) -
     s.connection()
         .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
     let k_before = dir_size(&dev) as f64;
+    eprintln!(
+        "bench: device after first sync, by table and index: {}",
+        storage_breakdown(s.connection())?
+    );
+    // Kept for a closer look (`sqlite3 … "SELECT name, sum(pgsize) FROM dbstat …"`).
+    std::fs::copy(
+        dev.join(kunjung_store::DB_FILE),
+        work.join("device-village-first-sync.db"),
+    )?;
     s.compact()?;
     // VACUUM in WAL mode writes the new file into the WAL: checkpoint after it.
     s.connection()
         .execute_batch("VACUUM; PRAGMA wal_checkpoint(TRUNCATE);")?;
     let k_after = dir_size(&dev) as f64;
+    eprintln!(
+        "bench: device after compaction, by table and index: {}",
+        storage_breakdown(s.connection())?
+    );
     drop(s);
     let r = node(&peer, &["compact", peer_dev.to_str().context("path")?])?;
     rows.push(pair(
