@@ -58,9 +58,157 @@ pub(crate) fn write_index(tx: &Transaction<'_>, id: Uuid, doc: &HouseholdDoc) ->
     put_index(tx, &ids, &heads_text(doc), &index)
 }
 
-/// The fast index as stored.
-pub(crate) fn index_text(index: &FastIndex) -> Result<String> {
-    serde_json::to_string(index).map_err(|e| StoreError::Invalid(e.to_string()))
+/// The fast index as stored: a few dozen bytes per household (a device's storage counts,
+/// issue 9). Actors are written once, as bytes, and named by their place in that list.
+/// Layout (varints are LEB128): actor count, each actor (length, bytes); the `visits` and
+/// `referrals` object ids (counter, actor index); `max_op`; clock entries (count, then
+/// actor index and sequence number each); `unlisted` and `reviewed` (count, then each
+/// string as length and bytes). An index that does not decode is treated as missing (the
+/// household takes the full path, which writes a fresh one).
+pub(crate) fn index_bytes(index: &FastIndex) -> Result<Vec<u8>> {
+    fn varint(out: &mut Vec<u8>, mut v: u64) {
+        loop {
+            let b = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 {
+                out.push(b);
+                return;
+            }
+            out.push(b | 0x80);
+        }
+    }
+    fn bytes(out: &mut Vec<u8>, b: &[u8]) {
+        varint(out, b.len() as u64);
+        out.extend_from_slice(b);
+    }
+    let bad = |what: &str| StoreError::Invalid(format!("fast index: {what}"));
+    let mut actors: Vec<Vec<u8>> = Vec::new();
+    let mut actor_index = |hex_actor: &str| -> Result<u64> {
+        let a = hex::decode(hex_actor).map_err(|_| bad("actor"))?;
+        Ok(match actors.iter().position(|x| *x == a) {
+            Some(i) => i as u64,
+            None => {
+                actors.push(a);
+                (actors.len() - 1) as u64
+            }
+        })
+    };
+    let obj = |id: &str, actor_index: &mut dyn FnMut(&str) -> Result<u64>| -> Result<(u64, u64)> {
+        let (counter, actor) = id.split_once('@').ok_or_else(|| bad("object id"))?;
+        Ok((
+            counter.parse().map_err(|_| bad("object id"))?,
+            actor_index(actor)?,
+        ))
+    };
+    let visits = obj(&index.visits, &mut actor_index)?;
+    let referrals = obj(&index.referrals, &mut actor_index)?;
+    let mut clock = Vec::with_capacity(index.clock.len());
+    for (actor, seq) in &index.clock {
+        clock.push((actor_index(actor)?, *seq));
+    }
+    let mut out = Vec::with_capacity(64);
+    varint(&mut out, actors.len() as u64);
+    for a in &actors {
+        bytes(&mut out, a);
+    }
+    for (counter, actor) in [visits, referrals] {
+        varint(&mut out, counter);
+        varint(&mut out, actor);
+    }
+    varint(&mut out, index.max_op);
+    varint(&mut out, clock.len() as u64);
+    for (actor, seq) in clock {
+        varint(&mut out, actor);
+        varint(&mut out, seq);
+    }
+    for list in [&index.unlisted, &index.reviewed] {
+        varint(&mut out, list.len() as u64);
+        for k in list {
+            bytes(&mut out, k.as_bytes());
+        }
+    }
+    Ok(out)
+}
+
+/// Reads what [`index_bytes`] wrote; None when it does not decode.
+fn index_from(data: &[u8]) -> Option<FastIndex> {
+    struct R<'a>(&'a [u8]);
+    impl R<'_> {
+        fn varint(&mut self) -> Option<u64> {
+            let mut v = 0u64;
+            for shift in (0..64).step_by(7) {
+                let (&b, rest) = self.0.split_first()?;
+                self.0 = rest;
+                v |= u64::from(b & 0x7f) << shift;
+                if b & 0x80 == 0 {
+                    return Some(v);
+                }
+            }
+            None
+        }
+        fn bytes(&mut self) -> Option<&[u8]> {
+            let n = usize::try_from(self.varint()?).ok()?;
+            if n > self.0.len() {
+                return None;
+            }
+            let (b, rest) = self.0.split_at(n);
+            self.0 = rest;
+            Some(b)
+        }
+        fn len(&mut self) -> Option<usize> {
+            // Every entry takes at least one byte: a longer count is corrupt.
+            usize::try_from(self.varint()?)
+                .ok()
+                .filter(|n| *n <= self.0.len())
+        }
+    }
+    let mut r = R(data);
+    let mut actors = Vec::new();
+    for _ in 0..r.len()? {
+        actors.push(hex::encode(r.bytes()?));
+    }
+    let actor = |i: u64| actors.get(usize::try_from(i).ok()?).cloned();
+    let obj = |r: &mut R<'_>| -> Option<String> {
+        let counter = r.varint()?;
+        Some(format!("{counter}@{}", actor(r.varint()?)?))
+    };
+    let visits = obj(&mut r)?;
+    let referrals = obj(&mut r)?;
+    let max_op = r.varint()?;
+    let mut clock = std::collections::BTreeMap::new();
+    for _ in 0..r.len()? {
+        let a = actor(r.varint()?)?;
+        clock.insert(a, r.varint()?);
+    }
+    let mut lists = [Vec::new(), Vec::new()];
+    for list in &mut lists {
+        for _ in 0..r.len()? {
+            list.push(String::from_utf8(r.bytes()?.to_vec()).ok()?);
+        }
+    }
+    let [unlisted, reviewed] = lists;
+    r.0.is_empty().then_some(FastIndex {
+        visits,
+        referrals,
+        max_op,
+        clock,
+        unlisted,
+        reviewed,
+    })
+}
+
+/// A document's heads (`docs.heads`: hex hashes joined by commas) as the index keeps
+/// them: the hashes' bytes, one after another.
+pub(crate) fn heads_bytes(heads: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(32);
+    for h in heads.split(',').filter(|h| !h.is_empty()) {
+        match hex::decode(h) {
+            Ok(b) => out.extend_from_slice(&b),
+            // Never matches a stored index: the household takes the full path.
+            Err(_) => return Vec::new(),
+        }
+    }
+    out
 }
 
 fn put_index(tx: &Transaction<'_>, ids: &str, heads: &str, index: &FastIndex) -> Result<()> {
@@ -68,7 +216,7 @@ fn put_index(tx: &Transaction<'_>, ids: &str, heads: &str, index: &FastIndex) ->
         "INSERT INTO fast_index(household_id, heads, data) VALUES (?1, ?2, ?3)
          ON CONFLICT(household_id) DO UPDATE SET heads = excluded.heads, data = excluded.data",
     )?
-    .execute(params![ids, heads, index_text(index)?])?;
+    .execute(params![ids, heads_bytes(heads), index_bytes(index)?])?;
     Ok(())
 }
 
@@ -95,7 +243,7 @@ fn referral_listed(tx: &Transaction<'_>, key: &str) -> Result<bool> {
 
 /// The fast path's plan for a household's changes, or None when they need the document.
 fn plan(tx: &Transaction<'_>, id: Uuid, parsed: &[Change]) -> Result<Option<Plan>> {
-    type Row = (String, Option<String>, Option<String>, Option<i64>);
+    type Row = (String, Option<Vec<u8>>, Option<Vec<u8>>, Option<i64>);
     let row: Option<Row> = tx
         .prepare_cached(
             "SELECT d.heads, f.heads, f.data, h.rid FROM docs d
@@ -110,10 +258,10 @@ fn plan(tx: &Transaction<'_>, id: Uuid, parsed: &[Change]) -> Result<Option<Plan
     let Some((heads, Some(index_heads), Some(data), Some(hh))) = row else {
         return Ok(None);
     };
-    if heads != index_heads || parsed.is_empty() {
+    if heads_bytes(&heads) != index_heads || index_heads.is_empty() || parsed.is_empty() {
         return Ok(None);
     }
-    let Ok(mut index) = serde_json::from_str::<FastIndex>(&data) else {
+    let Some(mut index) = index_from(&data) else {
         return Ok(None);
     };
     let mut current: Vec<ChangeHash> = Vec::new();
@@ -324,5 +472,42 @@ impl Store {
             self.cache_put(id, doc);
         }
         Ok(total)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_index_round_trips_and_a_damaged_one_is_refused() {
+        let a = "0123456789abcdef0123456789abcdef";
+        let b = "fedcba98765432100123456789abcdef";
+        let index = FastIndex {
+            visits: format!("2@{a}"),
+            referrals: format!("3@{a}"),
+            max_op: 300_000,
+            clock: [(a.to_string(), 41), (b.to_string(), 1)].into(),
+            unlisted: vec!["bukan-uuid".into()],
+            reviewed: vec!["0191e2c0-0000-7000-8000-000000000001".into()],
+        };
+        let bytes = index_bytes(&index).unwrap();
+        assert_eq!(index_from(&bytes), Some(index.clone()));
+        assert!(bytes.len() < 120, "{} bytes", bytes.len());
+        for n in 0..bytes.len() {
+            assert_eq!(index_from(&bytes[..n]), None, "cut at {n}");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(index_from(&longer), None);
+        let plain = FastIndex {
+            unlisted: vec![],
+            reviewed: vec![],
+            clock: [(a.to_string(), 7)].into(),
+            ..index
+        };
+        assert!(index_bytes(&plain).unwrap().len() <= 30);
+        assert_eq!(heads_bytes(&format!("{a}{a},{b}{b}")).len(), 64);
+        assert!(heads_bytes("zz").is_empty());
     }
 }

@@ -889,7 +889,7 @@ impl Store {
             tx.prepare_cached(
                 "INSERT OR REPLACE INTO fast_index(household_id, heads, data) VALUES (?1, ?2, ?3)",
             )?
-            .execute(params![ids, d.heads, d.index])?;
+            .execute(params![ids, fastapply::heads_bytes(&d.heads), d.index])?;
         }
         tx.commit()?;
         for d in &merge {
@@ -1262,7 +1262,7 @@ pub struct PreparedDocument {
     heads: String,
     rows: project::Rows,
     /// Its fast index (see `fastapply`), as stored.
-    index: String,
+    index: Vec<u8>,
 }
 
 impl PreparedDocument {
@@ -1279,7 +1279,7 @@ pub fn prepare_document(bytes: Vec<u8>, ctx: &ProjectionContext) -> Result<Prepa
     let id = doc.id()?;
     let rows = project::rows_for_new(&doc, &ctx.cfg, ctx.on)?;
     let ids = |v: Vec<String>| v.into_iter().collect::<std::collections::BTreeSet<_>>();
-    let index = fastapply::index_text(&doc.fast_index(
+    let index = fastapply::index_bytes(&doc.fast_index(
         &ids(rows.visits.iter().map(|v| v.id.clone()).collect()),
         &ids(rows.referrals.iter().map(|r| r.id.clone()).collect()),
     )?)?;

@@ -242,12 +242,13 @@ const MIGRATIONS: &[&str] = &[
     DROP TABLE search_v2;
     "#,
     // 4: what a pulled change that only adds records is checked against without loading
-    // its document (kunjung_core::fastapply), valid while `heads` = docs.heads.
+    // its document (kunjung_core::fastapply), valid while `heads` = docs.heads (as bytes;
+    // `data`: store/src/fastapply.rs `index_bytes`).
     r#"
     CREATE TABLE fast_index(
         household_id TEXT PRIMARY KEY,
-        heads TEXT NOT NULL,
-        data TEXT NOT NULL
+        heads BLOB NOT NULL,
+        data BLOB NOT NULL
     ) WITHOUT ROWID;
     "#,
 ];
