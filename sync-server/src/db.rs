@@ -95,6 +95,9 @@ pub enum DbError {
     Postgres(#[from] postgres::Error),
     #[error("alamat basis data tidak dikenal: {0}; pakai sqlite:BERKAS atau postgres://… (unknown database URL)")]
     BadUrl(String),
+    /// The shared transaction of a group commit failed (or a piece of it panicked).
+    #[error("transaksi bersama gagal: {0} (group commit failed)")]
+    Group(String),
 }
 
 /// The storage trait: run a statement, or run a query and get its rows. Implemented by an
@@ -298,11 +301,13 @@ pub enum Db {
         conn: Mutex<rusqlite::Connection>,
         path: String,
         readers: Pool<rusqlite::Connection>,
+        group: crate::group::Group,
     },
     Postgres {
         config: Box<postgres::Config>,
         schema: Option<String>,
         pool: Pool<PgConn>,
+        group: crate::group::Group,
     },
 }
 
@@ -398,6 +403,7 @@ impl Db {
                 conn: Mutex::new(conn),
                 path: path.to_string(),
                 readers: Pool::new(sqlite_readers()),
+                group: Default::default(),
             }
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let (base, schema) = split_schema(url);
@@ -408,6 +414,7 @@ impl Db {
                 config: Box::new(config),
                 schema,
                 pool: Pool::new(pg_connections()),
+                group: Default::default(),
             };
             let mut c = db.pg_take()?;
             let r = c.client.batch_execute(&SCHEMA.replace("BLOB", "BYTEA"));
@@ -456,9 +463,19 @@ impl Db {
     /// SQLite (a file): checkpoints the write-ahead log every second from a thread of its
     /// own (PASSIVE: it never blocks the writer or readers), so the pages pushes keep
     /// rewriting are copied to the database once per second instead of inside a push's
-    /// commit. Nothing to do on PostgreSQL or in memory.
-    pub fn spawn_checkpointer(&self) {
-        let Db::Sqlite { path, .. } = self else {
+    /// commit. Then, between two write transactions (holding the writer connection for a
+    /// moment), a RESTART checkpoint on the writer copies the few frames committed
+    /// meanwhile and waits (at most 50 ms) for readers of old frames to finish: with the
+    /// log wholly copied, the next write starts it again from the beginning. (Without that the log never restarted under a steady load — some commit
+    /// always landed during the checkpoint — so it grew past the automatic checkpoint's
+    /// threshold and every commit ran a checkpoint inside the write lock.) Nothing to do
+    /// on PostgreSQL or in memory. `holder` keeps the database alive (e.g. an `Arc` of
+    /// the server's state).
+    pub fn spawn_checkpointer<D>(holder: D)
+    where
+        D: std::ops::Deref<Target = Db> + Send + 'static,
+    {
+        let Db::Sqlite { path, .. } = &*holder else {
             return;
         };
         if path.is_empty() || path.contains(":memory:") {
@@ -478,6 +495,18 @@ impl Db {
                 std::thread::sleep(Duration::from_secs(1));
                 if let Err(e) = c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
                     tracing::warn!(error = %e, "checkpoint");
+                }
+                if let Db::Sqlite { conn, .. } = &*holder {
+                    let w = conn.lock().unwrap_or_else(|e| e.into_inner());
+                    // RESTART waits (at most 50 ms) for readers of the old frames to end.
+                    let r = w
+                        .execute_batch("PRAGMA busy_timeout = 50;")
+                        .and_then(|_| w.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(())))
+                        .and_then(|_| w.execute_batch("PRAGMA busy_timeout = 10000;"));
+                    if let Err(e) = r {
+                        let _ = w.execute_batch("PRAGMA busy_timeout = 10000;");
+                        tracing::warn!(error = %e, "checkpoint");
+                    }
                 }
             }
         };
@@ -585,6 +614,19 @@ impl Db {
                 f,
             ),
         }
+    }
+
+    /// Runs `f` in a serialized transaction (like `tx(true, f)`) shared with the other
+    /// grouped work that arrives meanwhile (group commit, see [`crate::group`]): one
+    /// commit for many concurrent pushes and audit writes. Returns once it committed.
+    pub fn grouped<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+        F: Fn(&mut dyn Sql) -> Result<T, E> + Send + 'static,
+    {
+        let (Db::Sqlite { group, .. } | Db::Postgres { group, .. }) = self;
+        group.run(self, f)
     }
 
     /// Runs `f` in a read-only transaction that sees one committed snapshot. On SQLite it
