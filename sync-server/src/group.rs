@@ -23,7 +23,7 @@ trait Task: Send {
     /// Runs inside a transaction; `false` when it failed.
     fn run(&mut self, t: &mut dyn Sql) -> bool;
     /// Hands the result to the waiting caller once the transaction has ended.
-    fn finish(self: Box<Self>, commit: Result<(), &DbError>);
+    fn finish(self: Box<Self>, commit: Result<(), DbError>);
 }
 
 type Slot<T, E> = Arc<Mutex<Option<Result<T, E>>>>;
@@ -51,12 +51,12 @@ where
         ok
     }
 
-    fn finish(self: Box<Self>, commit: Result<(), &DbError>) {
+    fn finish(self: Box<Self>, commit: Result<(), DbError>) {
         let r = match (commit, self.out) {
             (Ok(()), Some(out)) => out,
             // Its own error (the transaction was rolled back because of it).
             (Err(_), Some(Err(own))) => Err(own),
-            (Err(e), _) => Err(E::from(DbError::Group(e.to_string()))),
+            (Err(e), _) => Err(E::from(e)),
             (Ok(()), None) => Err(E::from(DbError::Group("not run".into()))),
         };
         *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
@@ -135,12 +135,13 @@ impl Group {
                                 Err(DbError::Group("rolled back".into()))
                             }
                         });
-                        task.finish(r.as_ref().map(|_| ()));
+                        task.finish(r);
                     }
                 }
                 Err(e) => {
-                    for task in batch {
-                        task.finish(Err(&e));
+                    // A batch of one: its own error, or the commit's.
+                    if let Some(task) = batch.into_iter().next() {
+                        task.finish(Err(e));
                     }
                 }
             }
