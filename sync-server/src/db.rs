@@ -463,19 +463,9 @@ impl Db {
     /// SQLite (a file): checkpoints the write-ahead log every second from a thread of its
     /// own (PASSIVE: it never blocks the writer or readers), so the pages pushes keep
     /// rewriting are copied to the database once per second instead of inside a push's
-    /// commit. Then, between two write transactions (holding the writer connection for a
-    /// moment), a RESTART checkpoint on the writer copies the few frames committed
-    /// meanwhile and waits (at most 50 ms) for readers of old frames to finish: with the
-    /// log wholly copied, the next write starts it again from the beginning. (Without that the log never restarted under a steady load — some commit
-    /// always landed during the checkpoint — so it grew past the automatic checkpoint's
-    /// threshold and every commit ran a checkpoint inside the write lock.) Nothing to do
-    /// on PostgreSQL or in memory. `holder` keeps the database alive (e.g. an `Arc` of
-    /// the server's state).
-    pub fn spawn_checkpointer<D>(holder: D)
-    where
-        D: std::ops::Deref<Target = Db> + Send + 'static,
-    {
-        let Db::Sqlite { path, .. } = &*holder else {
+    /// commit. Nothing to do on PostgreSQL or in memory.
+    pub fn spawn_checkpointer(&self) {
+        let Db::Sqlite { path, .. } = self else {
             return;
         };
         if path.is_empty() || path.contains(":memory:") {
@@ -495,18 +485,6 @@ impl Db {
                 std::thread::sleep(Duration::from_secs(1));
                 if let Err(e) = c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
                     tracing::warn!(error = %e, "checkpoint");
-                }
-                if let Db::Sqlite { conn, .. } = &*holder {
-                    let w = conn.lock().unwrap_or_else(|e| e.into_inner());
-                    // RESTART waits (at most 50 ms) for readers of the old frames to end.
-                    let r = w
-                        .execute_batch("PRAGMA busy_timeout = 50;")
-                        .and_then(|_| w.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(())))
-                        .and_then(|_| w.execute_batch("PRAGMA busy_timeout = 10000;"));
-                    if let Err(e) = r {
-                        let _ = w.execute_batch("PRAGMA busy_timeout = 10000;");
-                        tracing::warn!(error = %e, "checkpoint");
-                    }
                 }
             }
         };

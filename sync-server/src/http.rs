@@ -624,16 +624,6 @@ async fn metrics(
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }
 
-/// The server state's database, for threads that outlive a request.
-struct StateDb(Arc<AppState>);
-
-impl std::ops::Deref for StateDb {
-    type Target = Db;
-    fn deref(&self) -> &Db {
-        &self.0.db
-    }
-}
-
 /// Serves until ctrl-c. Prints `listening on http://ADDR` once bound.
 pub async fn serve(state: Arc<AppState>, listen: &str) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
@@ -641,7 +631,7 @@ pub async fn serve(state: Arc<AppState>, listen: &str) -> std::io::Result<()> {
     println!("listening on http://{addr}");
     use std::io::Write;
     std::io::stdout().flush()?;
-    Db::spawn_checkpointer(StateDb(state.clone()));
+    state.db.spawn_checkpointer();
     sync::spawn_compactor(state.clone());
     let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
