@@ -125,56 +125,16 @@ pub fn record(db: &Db, events: &[Event]) {
     }
 }
 
-/// Group commit for the audit log: concurrent requests hand their events to whichever of
-/// them is writing, and each returns once a transaction holding its events has committed
-/// — so an answer is still sent only after its events are stored, but many requests share
-/// one transaction (one commit instead of one per sync).
-#[derive(Default)]
-pub struct GroupWriter {
-    state: std::sync::Mutex<GroupState>,
-    done: std::sync::Condvar,
-}
-
-#[derive(Default)]
-struct GroupState {
-    queue: Vec<Event>,
-    /// The batch that events join now; batches up to `committed` are written.
-    open: u64,
-    committed: u64,
-    writing: bool,
-}
-
-impl GroupWriter {
-    /// Appends events; returns once they are committed (a failure is logged, as in
-    /// [`record`]).
-    pub fn record(&self, db: &Db, events: Vec<Event>) {
-        if events.is_empty() {
-            return;
-        }
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        st.queue.extend(events);
-        let mine = st.open + 1;
-        loop {
-            if st.committed >= mine {
-                return;
-            }
-            if !st.writing {
-                st.writing = true;
-                st.open += 1;
-                let batch = st.open;
-                let events = std::mem::take(&mut st.queue);
-                drop(st);
-                if let Err(e) = db.tx(false, |t| write(t, &events)) {
-                    tracing::error!(error = %e, "audit log write failed");
-                }
-                st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-                st.committed = batch;
-                st.writing = false;
-                self.done.notify_all();
-            } else {
-                st = self.done.wait(st).unwrap_or_else(|e| e.into_inner());
-            }
-        }
+/// Appends events by group commit ([`Db::grouped`]): concurrent requests' events (and
+/// pushes) share one transaction, and this returns once the one holding these events has
+/// committed — so an answer is still sent only after its events are stored. A failure is
+/// logged, as in [`record`].
+pub fn record_grouped(db: &Db, events: Vec<Event>) {
+    if events.is_empty() {
+        return;
+    }
+    if let Err(e) = db.grouped(move |t| write(t, &events)) {
+        tracing::error!(error = %e, "audit log write failed");
     }
 }
 

@@ -95,6 +95,9 @@ pub enum DbError {
     Postgres(#[from] postgres::Error),
     #[error("alamat basis data tidak dikenal: {0}; pakai sqlite:BERKAS atau postgres://… (unknown database URL)")]
     BadUrl(String),
+    /// The shared transaction of a group commit failed (or a piece of it panicked).
+    #[error("transaksi bersama gagal: {0} (group commit failed)")]
+    Group(String),
 }
 
 /// The storage trait: run a statement, or run a query and get its rows. Implemented by an
@@ -298,11 +301,13 @@ pub enum Db {
         conn: Mutex<rusqlite::Connection>,
         path: String,
         readers: Pool<rusqlite::Connection>,
+        group: crate::group::Group,
     },
     Postgres {
         config: Box<postgres::Config>,
         schema: Option<String>,
         pool: Pool<PgConn>,
+        group: crate::group::Group,
     },
 }
 
@@ -398,6 +403,7 @@ impl Db {
                 conn: Mutex::new(conn),
                 path: path.to_string(),
                 readers: Pool::new(sqlite_readers()),
+                group: Default::default(),
             }
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let (base, schema) = split_schema(url);
@@ -408,6 +414,7 @@ impl Db {
                 config: Box::new(config),
                 schema,
                 pool: Pool::new(pg_connections()),
+                group: Default::default(),
             };
             let mut c = db.pg_take()?;
             let r = c.client.batch_execute(&SCHEMA.replace("BLOB", "BYTEA"));
@@ -585,6 +592,19 @@ impl Db {
                 f,
             ),
         }
+    }
+
+    /// Runs `f` in a serialized transaction (like `tx(true, f)`) shared with the other
+    /// grouped work that arrives meanwhile (group commit, see [`crate::group`]): one
+    /// commit for many concurrent pushes and audit writes. Returns once it committed.
+    pub fn grouped<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+        F: Fn(&mut dyn Sql) -> Result<T, E> + Send + 'static,
+    {
+        let (Db::Sqlite { group, .. } | Db::Postgres { group, .. }) = self;
+        group.run(self, f)
     }
 
     /// Runs `f` in a read-only transaction that sees one committed snapshot. On SQLite it

@@ -59,8 +59,6 @@ pub struct AppState {
     pub timeout: Duration,
     /// Materialised household documents kept between pushes.
     pub docs: sync::DocCache,
-    /// Audit events of syncs, committed in groups.
-    pub audit: crate::audit::GroupWriter,
     /// Households written by fast-path pushes, for the background compactor.
     pub dirty: sync::Dirty,
     /// SHA-256 of the scrape token `/metrics` also accepts besides an admin's token
@@ -94,7 +92,6 @@ impl AppState {
             timeout: Duration::from_secs(60),
             docs: sync::DocCache::default(),
             metrics_token: metrics_token_from_env(),
-            audit: Default::default(),
             dirty: Default::default(),
         }))
     }
@@ -383,8 +380,7 @@ async fn sync_handler(
         let req: SyncRequest = kunjung_protocol::decode(&bytes)?;
         let (resp, pushed, pulled) = sync::sync_cached(&st.db, &st.docs, &user, &req)?;
         st.dirty.note(&pushed.written);
-        st.audit
-            .record(&st.db, crate::audit::sync_events(&user, &req, &resp));
+        crate::audit::record_grouped(&st.db, crate::audit::sync_events(&user, &req, &resp));
         let m = &st.metrics;
         m.changes_pushed
             .fetch_add(pushed.stored as u64, Ordering::Relaxed);
@@ -402,7 +398,7 @@ async fn sync_handler(
             more = resp.more,
             "sync"
         );
-        Ok(kunjung_protocol::encode_answer(&resp)?)
+        encode_answer(&resp)
     })
     .await?;
     Ok((
@@ -413,6 +409,36 @@ async fn sync_handler(
         out,
     )
         .into_response())
+}
+
+/// [`kunjung_protocol::encode_answer`] (the same levels, so the same bytes on the wire)
+/// with the zstd context kept per thread instead of made per answer.
+fn encode_answer(resp: &kunjung_protocol::SyncResponse) -> Result<Vec<u8>, ServerError> {
+    thread_local! {
+        static ZSTD: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    let mut cbor = Vec::with_capacity(4096);
+    ciborium::into_writer(resp, &mut cbor)
+        .map_err(|e| ServerError::Internal(format!("CBOR: {e}")))?;
+    let level = match cbor.len() {
+        0..=4096 => 19,
+        4097..=262_144 => 3,
+        _ => 9,
+    };
+    ZSTD.with(|z| {
+        let mut z = z.borrow_mut();
+        let c = match z.as_mut() {
+            Some(c) => c,
+            None => z.insert(
+                zstd::bulk::Compressor::new(level)
+                    .map_err(|e| ServerError::Internal(format!("zstd: {e}")))?,
+            ),
+        };
+        c.set_compression_level(level)
+            .and_then(|_| c.compress(&cbor))
+            .map_err(|e| ServerError::Internal(format!("zstd: {e}")))
+    })
 }
 
 async fn household(

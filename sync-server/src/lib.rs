@@ -2,7 +2,7 @@
 //! trait and its SQLite and PostgreSQL implementations ([`db`]), the sync logic
 //! ([`sync`]), reports over a scope ([`report`]), the HTTP interface ([`http`]), the
 //! administration commands ([`admin`]), the audit log ([`audit`]), per-household erasure
-//! ([`erase`]) and signed cursors ([`cursor`]).
+//! ([`erase`]), signed cursors ([`cursor`]) and group commit across requests ([`group`]).
 
 pub mod admin;
 pub mod audit;
@@ -11,6 +11,7 @@ pub mod cursor;
 pub mod db;
 pub mod erase;
 pub mod error;
+pub mod group;
 pub mod http;
 pub mod report;
 pub mod sync;

@@ -107,8 +107,9 @@ fn load_doc(t: &mut dyn Sql, id: Uuid, row: &HouseholdRow) -> Result<HouseholdDo
 /// `last_seq` it was built at (any later write changes `last_seq`, so a stale entry is
 /// never used, also with several server processes on one PostgreSQL). Bounded by count
 /// (env `KUNJUNG_DOC_CACHE`, default 512; 0 turns it off).
+#[derive(Clone)]
 pub struct DocCache {
-    docs: std::sync::Mutex<std::collections::HashMap<Uuid, (i64, HouseholdDoc)>>,
+    docs: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<Uuid, (i64, HouseholdDoc)>>>,
     max: usize,
 }
 
@@ -1034,9 +1035,11 @@ fn pull_window(
             )
         })
         .collect();
+    // No DISTINCT (the set below removes repeats): with it SQLite walked the whole
+    // table in household order instead of the few rows after `s` in `locations_seq`.
     let moved: Vec<String> = t
         .query(
-            "SELECT DISTINCT household_id FROM locations WHERE seq > $1 AND is_move = 1",
+            "SELECT household_id FROM locations WHERE seq > $1 AND is_move = 1",
             &[s.into()],
         )?
         .into_iter()
@@ -1296,17 +1299,20 @@ pub fn sync_cached(
             // households load in parallel and the writer only applies and stores.
             db.read(|t| prewarm(t, cache, &prepared))?;
         }
-        let (out, keep) = db.tx(true, |t| push_prepared(t, user, &prepared, cache))?;
+        // Group commit: pushes arriving meanwhile share one transaction and one commit.
+        let (u, c) = (user.clone(), cache.clone());
+        let (out, keep) = db.grouped(move |t| push_prepared(t, &u, &prepared, &c))?;
         for k in keep {
             if k.compact {
                 // The new snapshot is made here, outside the lock; it is stored only if
                 // nothing was written to the household meanwhile.
                 let snap = k.doc.automerge().save_nocompress();
-                let r = db.tx(true, |t| -> Result<u64, crate::db::DbError> {
+                let (id, last) = (k.id.to_string(), k.last_seq);
+                let r = db.grouped(move |t| -> Result<u64, crate::db::DbError> {
                     t.exec(
                         "UPDATE households SET snapshot = $2, snapshot_seq = $3, pending = 0
                          WHERE id = $1 AND last_seq = $3",
-                        &[k.id.to_string().into(), snap.into(), k.last_seq.into()],
+                        &[id.as_str().into(), snap.as_slice().into(), last.into()],
                     )
                 });
                 // The push is committed either way; a later push tries again.
@@ -1406,16 +1412,17 @@ pub fn compact_household(db: &crate::db::Db, id: Uuid) -> Result<bool, ServerErr
         return Ok(false);
     };
     let snap = doc.automerge().save_nocompress();
-    let n = db.tx(true, |t| {
+    let (last, pending, snap_seq) = (row.last_seq, row.pending, row.snapshot_seq);
+    let n = db.grouped(move |t| {
         t.exec(
             "UPDATE households SET snapshot = $2, snapshot_seq = $3, pending = pending - $4
              WHERE id = $1 AND snapshot_seq = $5",
             &[
                 id.to_string().into(),
-                snap.into(),
-                row.last_seq.into(),
-                row.pending.into(),
-                row.snapshot_seq.into(),
+                snap.as_slice().into(),
+                last.into(),
+                pending.into(),
+                snap_seq.into(),
             ],
         )
     })?;

@@ -187,15 +187,19 @@ impl Server {
     }
 
     pub fn metric(&self, name: &str) -> Result<i64> {
-        let text = reqwest::blocking::Client::new()
+        let r = reqwest::blocking::Client::new()
             .get(format!("{}/metrics", self.url))
             .bearer_auth(METRICS_TOKEN)
-            .send()?
-            .text()?;
+            .send()?;
+        let status = r.status();
+        let text = r.text()?;
         text.lines()
             .find_map(|l| l.strip_prefix(&format!("{name} ")))
             .and_then(|v| v.trim().parse().ok())
-            .with_context(|| format!("metric {name}"))
+            .with_context(|| {
+                let head: String = text.chars().take(300).collect();
+                format!("metric {name}: HTTP {status}: {head}")
+            })
     }
 }
 
