@@ -3,7 +3,8 @@
 //! day: another kader's new visit) without loading the household's document.
 //!
 //! The fast path (see `kunjung_core::fastapply` for what a change must be) needs the
-//! household's `fast_index` row, valid only while its `heads` equal `docs.heads` (any
+//! household's fast index (`docs.fast`), valid only while `docs.fast_heads` is the digest
+//! of `docs.heads` (any
 //! other write of the document leaves it stale, and the next pull of that household takes
 //! the full path, which writes a fresh one). A change qualifies when it depends on exactly
 //! the document's heads and every record key it takes is new. It is stored as the full
@@ -197,26 +198,34 @@ fn index_from(data: &[u8]) -> Option<FastIndex> {
     })
 }
 
-/// A document's heads (`docs.heads`: hex hashes joined by commas) as the index keeps
-/// them: the hashes' bytes, one after another.
-pub(crate) fn heads_bytes(heads: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(32);
+/// Which heads an index was written for: the first 8 bytes of each head hash (SHA-256),
+/// XORed (a set, so order does not matter). It only tells a current index from a stale
+/// one, and the heads come from this store's own writes: a chance match of a stale index
+/// is 2^-64. Empty for heads that do not parse (never matches: the full path).
+pub(crate) fn heads_digest(heads: &str) -> Vec<u8> {
+    let mut out = [0u8; 8];
+    let mut any = false;
     for h in heads.split(',').filter(|h| !h.is_empty()) {
         match hex::decode(h) {
-            Ok(b) => out.extend_from_slice(&b),
-            // Never matches a stored index: the household takes the full path.
-            Err(_) => return Vec::new(),
+            Ok(b) if b.len() >= 8 => {
+                for (o, x) in out.iter_mut().zip(&b[..8]) {
+                    *o ^= x;
+                }
+                any = true;
+            }
+            _ => return Vec::new(),
         }
     }
-    out
+    if any {
+        out.to_vec()
+    } else {
+        Vec::new()
+    }
 }
 
 fn put_index(tx: &Transaction<'_>, ids: &str, heads: &str, index: &FastIndex) -> Result<()> {
-    tx.prepare_cached(
-        "INSERT INTO fast_index(household_id, heads, data) VALUES (?1, ?2, ?3)
-         ON CONFLICT(household_id) DO UPDATE SET heads = excluded.heads, data = excluded.data",
-    )?
-    .execute(params![ids, heads_bytes(heads), index_bytes(index)?])?;
+    tx.prepare_cached("UPDATE docs SET fast_heads = ?2, fast = ?3 WHERE household_id = ?1")?
+        .execute(params![ids, heads_digest(heads), index_bytes(index)?])?;
     Ok(())
 }
 
@@ -246,8 +255,7 @@ fn plan(tx: &Transaction<'_>, id: Uuid, parsed: &[Change]) -> Result<Option<Plan
     type Row = (String, Option<Vec<u8>>, Option<Vec<u8>>, Option<i64>);
     let row: Option<Row> = tx
         .prepare_cached(
-            "SELECT d.heads, f.heads, f.data, h.rid FROM docs d
-             LEFT JOIN fast_index f ON f.household_id = d.household_id
+            "SELECT d.heads, d.fast_heads, d.fast, h.rid FROM docs d
              LEFT JOIN households h ON h.id = d.household_id
              WHERE d.household_id = ?1",
         )?
@@ -258,7 +266,7 @@ fn plan(tx: &Transaction<'_>, id: Uuid, parsed: &[Change]) -> Result<Option<Plan
     let Some((heads, Some(index_heads), Some(data), Some(hh))) = row else {
         return Ok(None);
     };
-    if heads_bytes(&heads) != index_heads || index_heads.is_empty() || parsed.is_empty() {
+    if heads_digest(&heads) != index_heads || index_heads.is_empty() || parsed.is_empty() {
         return Ok(None);
     }
     let Some(mut index) = index_from(&data) else {
@@ -507,7 +515,11 @@ mod tests {
             ..index
         };
         assert!(index_bytes(&plain).unwrap().len() <= 30);
-        assert_eq!(heads_bytes(&format!("{a}{a},{b}{b}")).len(), 64);
-        assert!(heads_bytes("zz").is_empty());
+        let (ha, hb) = (format!("{a}{a}"), format!("{b}{b}"));
+        let both = heads_digest(&format!("{ha},{hb}"));
+        assert_eq!(both.len(), 8);
+        assert_eq!(both, heads_digest(&format!("{hb},{ha}")));
+        assert_ne!(both, heads_digest(&ha));
+        assert!(heads_digest("zz").is_empty() && heads_digest("").is_empty());
     }
 }

@@ -882,14 +882,18 @@ impl Store {
                 std::borrow::Cow::Borrowed(&d.stored)
             };
             tx.prepare_cached(
-                "INSERT INTO docs(household_id, snapshot, heads, pending, updated_at) VALUES (?1, ?2, ?3, 0, ?4)",
+                "INSERT INTO docs(household_id, snapshot, heads, pending, updated_at, fast_heads, fast)
+                 VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6)",
             )?
-            .execute(params![ids, stored, d.heads, now])?;
+            .execute(params![
+                ids,
+                stored,
+                d.heads,
+                now,
+                fastapply::heads_digest(&d.heads),
+                d.index
+            ])?;
             project::write_new(&tx, d.id, &d.rows)?;
-            tx.prepare_cached(
-                "INSERT OR REPLACE INTO fast_index(household_id, heads, data) VALUES (?1, ?2, ?3)",
-            )?
-            .execute(params![ids, fastapply::heads_bytes(&d.heads), d.index])?;
         }
         tx.commit()?;
         for d in &merge {
@@ -963,10 +967,6 @@ impl Store {
             [id.to_string()],
         )?;
         tx.execute("DELETE FROM docs WHERE household_id = ?1", [id.to_string()])?;
-        tx.execute(
-            "DELETE FROM fast_index WHERE household_id = ?1",
-            [id.to_string()],
-        )?;
         tx.commit()?;
         self.truncate_wal();
         Ok(())
@@ -1012,7 +1012,6 @@ impl Store {
         }
         tx.execute("DELETE FROM changes", [])?;
         tx.execute("DELETE FROM docs", [])?;
-        tx.execute("DELETE FROM fast_index", [])?;
         tx.execute(
             "UPDATE meta SET value = ?1 WHERE key = 'device'",
             [actor.to_hex_string()],

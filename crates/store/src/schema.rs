@@ -242,14 +242,12 @@ const MIGRATIONS: &[&str] = &[
     DROP TABLE search_v2;
     "#,
     // 4: what a pulled change that only adds records is checked against without loading
-    // its document (kunjung_core::fastapply), valid while `heads` = docs.heads (as bytes;
-    // `data`: store/src/fastapply.rs `index_bytes`).
+    // its document (kunjung_core::fastapply), beside it in `docs`: `fast`, valid while
+    // `fast_heads` is the digest of `heads` (store/src/fastapply.rs `index_bytes`,
+    // `heads_digest`).
     r#"
-    CREATE TABLE fast_index(
-        household_id TEXT PRIMARY KEY,
-        heads BLOB NOT NULL,
-        data BLOB NOT NULL
-    ) WITHOUT ROWID;
+    ALTER TABLE docs ADD COLUMN fast_heads BLOB;
+    ALTER TABLE docs ADD COLUMN fast BLOB;
     "#,
 ];
 
