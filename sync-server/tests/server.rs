@@ -806,3 +806,84 @@ fn erasure_drops_reach_only_the_scopes_that_held_the_household() {
         assert!(snaps.is_empty(), "{backend}");
     }
 }
+
+/// Group commit (`Db::grouped`): pieces queued while another batch commits share one
+/// transaction, and a piece that fails (an error, a panic, a constraint) costs the others
+/// nothing — its own writes are gone, theirs are all there.
+#[test]
+fn group_commit_keeps_every_piece_apart() {
+    use kunjung_sync_server::db::DbError;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    for (backend, db) in backends("group") {
+        db.tx(true, |t| {
+            t.exec(
+                "CREATE TABLE gc(k BIGINT PRIMARY KEY, v TEXT NOT NULL)",
+                &[],
+            )
+            .map(|_| ())
+        })
+        .unwrap();
+        let db = &db;
+        let started = Arc::new(AtomicBool::new(false));
+        let results: Vec<(i64, Result<(), DbError>)> = std::thread::scope(|s| {
+            // The first piece holds the writer long enough for the others to queue up
+            // behind it and go in together.
+            let flag = started.clone();
+            let slow = s.spawn(move || {
+                db.grouped(move |t| {
+                    flag.store(true, Ordering::SeqCst);
+                    std::thread::sleep(std::time::Duration::from_millis(300));
+                    t.exec(
+                        "INSERT INTO gc(k, v) VALUES ($1, $2)",
+                        &[0i64.into(), "a".into()],
+                    )
+                    .map(|_| ())
+                })
+            });
+            while !started.load(Ordering::SeqCst) {
+                std::thread::yield_now();
+            }
+            let rest: Vec<_> = (1..=12i64)
+                .map(|k| {
+                    s.spawn(move || {
+                        let r = db.grouped(move |t| {
+                            // Key 11 takes the slow piece's key: a constraint error.
+                            let key = if k == 11 { 0 } else { k };
+                            t.exec(
+                                "INSERT INTO gc(k, v) VALUES ($1, $2)",
+                                &[key.into(), "ok".into()],
+                            )?;
+                            match k {
+                                5 => Err(DbError::Group("gagal sengaja".into())),
+                                9 => panic!("sengaja panik"),
+                                _ => Ok(()),
+                            }
+                        });
+                        (k, r)
+                    })
+                })
+                .collect();
+            let mut out = vec![(0, slow.join().unwrap())];
+            out.extend(rest.into_iter().map(|h| h.join().unwrap()));
+            out
+        });
+        for (k, r) in &results {
+            assert_eq!(
+                r.is_err(),
+                [5, 9, 11].contains(k),
+                "{backend}: piece {k}: {r:?}"
+            );
+        }
+        let rows: BTreeMap<i64, String> = db
+            .tx(false, |t| t.query("SELECT k, v FROM gc ORDER BY k", &[]))
+            .unwrap()
+            .into_iter()
+            .map(|r| (r[0].int(), r[1].text().unwrap().to_string()))
+            .collect();
+        let want: BTreeMap<i64, String> = [0, 1, 2, 3, 4, 6, 7, 8, 10, 12]
+            .into_iter()
+            .map(|k| (k, if k == 0 { "a" } else { "ok" }.to_string()))
+            .collect();
+        assert_eq!(rows, want, "{backend}");
+    }
+}
