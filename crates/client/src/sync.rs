@@ -419,13 +419,9 @@ pub fn sync_with(
     let token = token?;
     if let Some(device) = &new_device {
         store.with(|store| {
-            let token = store.meta(META_TOKEN)?.unwrap_or_default();
-            let expires = store.meta(META_TOKEN_EXPIRES)?.unwrap_or_default();
             store.forget_households(device)?;
-            reset(store)?;
-            // The new user's token, from the login just made.
-            store.set_meta(META_TOKEN, &token)?;
-            store.set_meta(META_TOKEN_EXPIRES, &expires)?;
+            // Start over with snapshots; the token is the new user's, from the login just made.
+            store.set_meta(META_CURSOR, "")?;
             store.set_meta(META_USER, &opts.username)?;
             Ok(())
         })?;
