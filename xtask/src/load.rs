@@ -948,8 +948,20 @@ pub fn run(args: &[String]) -> Result<()> {
     let which: String = arg(args, "--db", "both".to_string())?;
     let mut reports = Vec::new();
     if which == "sqlite" || which == "both" {
+        // `--keep DIR` leaves the server's database there for a look afterwards.
+        let keep: String = arg(args, "--keep", String::new())?;
         let dir = tempfile::tempdir()?;
-        let db = format!("sqlite:{}", dir.path().join("load.db").display());
+        let path = if keep.is_empty() {
+            dir.path().join("load.db")
+        } else {
+            std::fs::create_dir_all(&keep)?;
+            let p = Path::new(&keep).join("load.db");
+            for ext in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{ext}", p.display()));
+            }
+            p
+        };
+        let db = format!("sqlite:{}", path.display());
         reports.push(run_on(&cfg, &bin, &db, None)?);
     }
     if which == "postgres" || which == "both" {
