@@ -16,8 +16,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
 use kunjung_protocol::{
-    Health, LoginRequest, LoginResponse, SyncRequest, CONTENT_TYPE_CBOR, ENCODING_ZSTD,
-    MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, VERSION_HEADER,
+    Health, LoginRequest, LoginResponse, CONTENT_TYPE_CBOR, ENCODING_ZSTD, MIN_PROTOCOL_VERSION,
+    PROTOCOL_VERSION, VERSION_HEADER,
 };
 use uuid::Uuid;
 
@@ -376,11 +376,9 @@ async fn sync_handler(
     }
     let bytes = read_body(body, SYNC_BODY_LIMIT).await?;
     let out = blocking(&st, move |st| {
-        let user = authenticate(st, &token)?;
-        let req: SyncRequest = kunjung_protocol::decode(&bytes)?;
-        let (resp, pushed, pulled) = sync::sync_cached(&st.db, &st.docs, &user, &req)?;
+        // Token check, decoding, push and pull, audit events (see sync::sync_request).
+        let (user, resp, pushed, pulled) = sync::sync_request(&st.db, &st.docs, &token, &bytes)?;
         st.dirty.note(&pushed.written);
-        crate::audit::record_grouped(&st.db, crate::audit::sync_events(&user, &req, &resp));
         let m = &st.metrics;
         m.changes_pushed
             .fetch_add(pushed.stored as u64, Ordering::Relaxed);

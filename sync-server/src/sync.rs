@@ -42,6 +42,7 @@ pub struct PushOutcome {
     pub written: Vec<Uuid>,
 }
 
+#[derive(Clone)]
 struct HouseholdRow {
     area: String,
     posyandu: Option<String>,
@@ -266,7 +267,21 @@ struct Stored(std::collections::HashMap<Vec<u8>, String>);
 const LOOKUP_CHUNK: usize = 64;
 
 impl Stored {
-    fn fetch(t: &mut dyn Sql, groups: &[Prepared]) -> Result<Stored, ServerError> {
+    fn fetch<'a>(
+        t: &mut dyn Sql,
+        groups: impl Iterator<Item = &'a Prepared>,
+    ) -> Result<Stored, ServerError> {
+        let mut s = Stored(Default::default());
+        s.add(t, groups)?;
+        Ok(s)
+    }
+
+    /// Looks up the hashes and dependencies of more groups.
+    fn add<'a>(
+        &mut self,
+        t: &mut dyn Sql,
+        groups: impl Iterator<Item = &'a Prepared>,
+    ) -> Result<(), ServerError> {
         let mut want: std::collections::BTreeSet<Vec<u8>> = Default::default();
         for g in groups {
             for c in g.changes.iter().flatten() {
@@ -274,26 +289,28 @@ impl Stored {
                 want.extend(c.deps().iter().map(|d| d.0.to_vec()));
             }
         }
+        if want.is_empty() {
+            return Ok(());
+        }
         let want: Vec<Vec<u8>> = want.into_iter().collect();
         let ph: Vec<String> = (1..=LOOKUP_CHUNK).map(|i| format!("${i}")).collect();
         let sql = format!(
             "SELECT hash, household_id FROM changes WHERE hash IN ({})",
             ph.join(", ")
         );
-        let mut map = std::collections::HashMap::new();
         for chunk in want.chunks(LOOKUP_CHUNK) {
             let mut params: Vec<Value> = chunk.iter().map(|h| h.clone().into()).collect();
             while params.len() < LOOKUP_CHUNK {
                 params.push(chunk[0].clone().into());
             }
             for r in t.query(&sql, &params)? {
-                map.insert(
+                self.0.insert(
                     r[0].blob().to_vec(),
                     r[1].text().unwrap_or_default().to_string(),
                 );
             }
         }
-        Ok(Stored(map))
+        Ok(())
     }
 
     fn household(&self, hash: &[u8]) -> Option<&str> {
@@ -322,13 +339,48 @@ pub fn push_cached(
     push_prepared(t, user, &prepare(groups), cache)
 }
 
-/// Assigns `n` sequence numbers under the counter's lock; returns the last one.
-fn next_seqs(t: &mut dyn Sql, n: i64) -> Result<i64, ServerError> {
-    Ok(t.query(
-        "UPDATE counters SET value = value + $1 WHERE name = 'seq' RETURNING value",
-        &[n.into()],
-    )?[0][0]
-        .int())
+/// Sequence numbers of one piece of write work, assigned in memory under the counter's
+/// lock (the serialized transaction holds it: `BEGIN IMMEDIATE` on SQLite, the counter
+/// row's lock on PostgreSQL) and written back once at the end ([`Seqs::flush`]), instead
+/// of one counter update per household.
+#[derive(Default)]
+struct Seqs {
+    /// The counter as read, and the last number assigned since.
+    read: Option<(i64, i64)>,
+}
+
+impl Seqs {
+    /// Assigns `n` numbers; returns the last one.
+    fn alloc(&mut self, t: &mut dyn Sql, n: i64) -> Result<i64, ServerError> {
+        let (start, last) = match self.read {
+            Some(r) => r,
+            None => {
+                let v = t.query("SELECT value FROM counters WHERE name = 'seq'", &[])?[0][0].int();
+                (v, v)
+            }
+        };
+        self.read = Some((start, last + n));
+        Ok(last + n)
+    }
+
+    /// Takes back the last `n` numbers assigned (their writes did not happen).
+    fn unalloc(&mut self, n: i64) {
+        if let Some((start, last)) = self.read {
+            self.read = Some((start, last - n));
+        }
+    }
+
+    fn flush(&self, t: &mut dyn Sql) -> Result<(), ServerError> {
+        if let Some((start, last)) = self.read {
+            if last != start {
+                t.exec(
+                    "UPDATE counters SET value = $1 WHERE name = 'seq'",
+                    &[last.into()],
+                )?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Appends changes to the log with the sequence numbers ending at `last`.
@@ -386,6 +438,7 @@ fn push_fast(
     now: i64,
     out: &mut PushOutcome,
     stored: &mut Stored,
+    seqs_out: &mut Seqs,
 ) -> Result<Option<Vec<automerge::Change>>, ServerError> {
     let Some(mut seqs) = actor_seqs_of(row.actors.as_deref()) else {
         return Ok(Some(new));
@@ -448,7 +501,7 @@ fn push_fast(
     let mut slots: Vec<Option<automerge::Change>> = new.into_iter().map(Some).collect();
     let ready: Vec<automerge::Change> = order.iter().filter_map(|&i| slots[i].take()).collect();
     let n = ready.len() as i64;
-    let last = next_seqs(t, n)?;
+    let last = seqs_out.alloc(t, n)?;
     append(t, user, id, &ready, last, now, out, stored)?;
     t.exec(
         "UPDATE households SET last_seq = $2, pending = pending + $3, actors = $4 WHERE id = $1",
@@ -462,6 +515,133 @@ fn push_fast(
     Ok(None)
 }
 
+/// What a read connection saw of a push's households before the write lock: their
+/// index rows, which are erased, and which of the pushed hashes and their dependencies
+/// the log held ([`precheck`]).
+pub struct Precheck {
+    stored: Stored,
+    rows: std::collections::HashMap<Uuid, HouseholdRow>,
+    erased: std::collections::HashSet<Uuid>,
+}
+
+/// Reads what [`plan`] needs, on a read connection (no lock).
+pub fn precheck(t: &mut dyn Sql, groups: &[Prepared]) -> Result<Precheck, ServerError> {
+    let fast: Vec<&Prepared> = groups.iter().filter(|g| g.record_only).collect();
+    let stored = Stored::fetch(t, fast.iter().copied())?;
+    let mut rows = std::collections::HashMap::new();
+    let mut erased = std::collections::HashSet::new();
+    for g in fast {
+        let id = g.household_id;
+        if crate::erase::is_erased(t, id)? {
+            erased.insert(id);
+        } else if let Some(r) = household_row(t, id)? {
+            rows.insert(id, r);
+        }
+    }
+    Ok(Precheck {
+        stored,
+        rows,
+        erased,
+    })
+}
+
+/// One household's push planned before the write lock from a [`Precheck`]: every change
+/// [`record_only`], the household's index row in scope, every dependency in its log (or
+/// earlier in the push) and every actor sequence number new. Inside the lock it only
+/// needs the row unchanged since (`last_seq` still `expected_last`), checked by the very
+/// update that stores the new counters; otherwise the household takes the checks inside
+/// the lock as before.
+pub struct FastPlan {
+    expected_last: i64,
+    /// Where the household was when read.
+    area: String,
+    posyandu: Option<String>,
+    /// Indexes into the group's changes, dependencies first.
+    ready: Vec<usize>,
+    /// The household's [`ActorSeqs`] after them, as JSON.
+    actors: String,
+    /// Already stored under this household (a retry).
+    acked: Vec<Vec<u8>>,
+}
+
+/// Plans the fast path of each household that can take it (see [`FastPlan`]); `None`
+/// for the others. CPU work on what [`precheck`] read, done outside the write lock.
+pub fn plan(user: &User, groups: &[Prepared], pre: &Precheck) -> Vec<Option<FastPlan>> {
+    let scope = user.scope();
+    groups.iter().map(|g| plan_one(&scope, g, pre)).collect()
+}
+
+fn plan_one(scope: &Scope, g: &Prepared, pre: &Precheck) -> Option<FastPlan> {
+    let id = g.household_id;
+    let parsed = g.changes.as_ref().ok()?;
+    if !g.record_only || pre.erased.contains(&id) {
+        return None;
+    }
+    let row = pre.rows.get(&id)?;
+    if !scope.contains(&row.area, row.posyandu.as_deref()) {
+        return None;
+    }
+    let mut seqs = actor_seqs_of(row.actors.as_deref())?;
+    let key = id.to_string();
+    let mut acked = Vec::new();
+    let mut new: Vec<usize> = Vec::new();
+    for (i, ch) in parsed.iter().enumerate() {
+        match pre.stored.household(&ch.hash().0) {
+            Some(other) if other == key => acked.push(ch.hash().0.to_vec()),
+            // Stored under another household: refused inside the lock.
+            Some(_) => return None,
+            None => {
+                if !new.iter().any(|&j| parsed[j].hash() == ch.hash()) {
+                    new.push(i);
+                }
+            }
+        }
+    }
+    let mut known: std::collections::HashSet<automerge::ChangeHash> = Default::default();
+    let mut ready = Vec::with_capacity(new.len());
+    let mut left = new;
+    while !left.is_empty() {
+        let before = left.len();
+        let mut still = Vec::new();
+        for i in std::mem::take(&mut left) {
+            let c = &parsed[i];
+            let deps_ok = c
+                .deps()
+                .iter()
+                .all(|d| known.contains(d) || pre.stored.household(&d.0) == Some(key.as_str()));
+            if !deps_ok {
+                still.push(i);
+                continue;
+            }
+            let have = seqs
+                .get(&c.actor_id().to_hex_string())
+                .copied()
+                .unwrap_or(0);
+            if c.seq() <= have {
+                // Automerge would refuse it as a fork: the slow path says so.
+                return None;
+            }
+            note_actor(&mut seqs, c);
+            known.insert(c.hash());
+            ready.push(i);
+        }
+        if still.len() == before {
+            // A dependency the reader did not see: checked inside the lock (and refused
+            // there if it is still missing).
+            return None;
+        }
+        left = still;
+    }
+    Some(FastPlan {
+        expected_last: row.last_seq,
+        area: row.area.clone(),
+        posyandu: row.posyandu.clone(),
+        ready,
+        actors: serde_json::to_string(&seqs).unwrap_or_default(),
+        acked,
+    })
+}
+
 /// Stores prepared pushes (see [`prepare`]). Runs inside a serialized transaction.
 pub fn push_prepared(
     t: &mut dyn Sql,
@@ -469,13 +649,51 @@ pub fn push_prepared(
     groups: &[Prepared],
     cache: &DocCache,
 ) -> Result<(PushOutcome, Vec<Kept>), ServerError> {
+    let none: Vec<Option<FastPlan>> = groups.iter().map(|_| None).collect();
+    push_planned(t, user, groups, &none, cache)
+}
+
+/// [`push_prepared`] with fast plans made before the lock (see [`FastPlan`]).
+pub fn push_planned(
+    t: &mut dyn Sql,
+    user: &User,
+    groups: &[Prepared],
+    plans: &[Option<FastPlan>],
+    cache: &DocCache,
+) -> Result<(PushOutcome, Vec<Kept>), ServerError> {
     let mut keep = Vec::new();
     let scope = user.scope();
     let mut out = PushOutcome::default();
     let now = now_ms();
-    let mut stored = Stored::fetch(t, groups)?;
-    for g in groups {
+    let mut seqs = Seqs::default();
+    // The log's view of the hashes of the households checked inside the lock.
+    let mut stored = Stored::fetch(
+        t,
+        groups
+            .iter()
+            .zip(plans)
+            .filter(|(_, p)| p.is_none())
+            .map(|(g, _)| g),
+    )?;
+    for (g, p) in groups.iter().zip(plans) {
         let id = g.household_id;
+        if let (Some(p), Ok(parsed)) = (p, &g.changes) {
+            if push_plan(
+                t,
+                user,
+                id,
+                parsed,
+                p,
+                now,
+                &mut seqs,
+                &mut out,
+                &mut stored,
+            )? {
+                continue;
+            }
+            // The household changed since it was read: checked inside the lock.
+            stored.add(t, std::iter::once(g))?;
+        }
         let parsed = match &g.changes {
             Ok(p) => p,
             Err(e) => {
@@ -520,8 +738,7 @@ pub fn push_prepared(
                         id,
                         Some(h),
                         "wrong_household",
-                        "perubahan milik rumah tangga lain (change belongs to another household)"
-                            .into(),
+                        WRONG_HOUSEHOLD.into(),
                     );
                 }
             } else if !new.iter().any(|c| c.hash() == ch.hash()) {
@@ -532,7 +749,7 @@ pub fn push_prepared(
             continue;
         }
         if let (Some(r), true) = (&row, g.record_only) {
-            match push_fast(t, user, id, r, new, now, &mut out, &mut stored)? {
+            match push_fast(t, user, id, r, new, now, &mut out, &mut stored, &mut seqs)? {
                 None => continue,
                 Some(back) => new = back,
             }
@@ -548,11 +765,117 @@ pub fn push_prepared(
             now,
             &mut out,
             &mut stored,
+            &mut seqs,
         )? {
             keep.push(k);
         }
     }
+    seqs.flush(t)?;
     Ok((out, keep))
+}
+
+const WRONG_HOUSEHOLD: &str =
+    "perubahan milik rumah tangga lain (change belongs to another household)";
+
+/// Stores a [`FastPlan`] if the household's row is as it was read; `false` (nothing
+/// written) otherwise.
+#[allow(clippy::too_many_arguments)]
+fn push_plan(
+    t: &mut dyn Sql,
+    user: &User,
+    id: Uuid,
+    parsed: &[automerge::Change],
+    p: &FastPlan,
+    now: i64,
+    seqs: &mut Seqs,
+    out: &mut PushOutcome,
+    stored: &mut Stored,
+) -> Result<bool, ServerError> {
+    let key = id.to_string();
+    if p.ready.is_empty() {
+        // Everything already stored: committed before the reader looked.
+        out.acked.extend(p.acked.iter().cloned());
+        return Ok(true);
+    }
+    let n = p.ready.len() as i64;
+    let last = seqs.alloc(t, n)?;
+    let updated = t.exec(
+        "UPDATE households SET last_seq = $2, pending = pending + $3, actors = $4
+         WHERE id = $1 AND last_seq = $5",
+        &[
+            key.as_str().into(),
+            last.into(),
+            n.into(),
+            p.actors.as_str().into(),
+            p.expected_last.into(),
+        ],
+    )?;
+    if updated == 0 {
+        // Written since it was read. Usually another device's visits to the same
+        // household, which leave the plan valid: the household did not move, and this
+        // push's actor sequence numbers are still new (else: the checks inside the lock).
+        let Some(row) = household_row(t, id)? else {
+            seqs.unalloc(n);
+            return Ok(false);
+        };
+        let Some(mut now_seqs) = actor_seqs_of(row.actors.as_deref()) else {
+            seqs.unalloc(n);
+            return Ok(false);
+        };
+        let fresh = row.area == p.area
+            && row.posyandu == p.posyandu
+            && p.ready.iter().all(|&i| {
+                let c = &parsed[i];
+                let ok = now_seqs
+                    .get(&c.actor_id().to_hex_string())
+                    .is_none_or(|&have| c.seq() > have);
+                note_actor(&mut now_seqs, c);
+                ok
+            });
+        if !fresh {
+            seqs.unalloc(n);
+            return Ok(false);
+        }
+        t.exec(
+            "UPDATE households SET last_seq = $2, pending = pending + $3, actors = $4 WHERE id = $1",
+            &[
+                key.as_str().into(),
+                last.into(),
+                n.into(),
+                serde_json::to_string(&now_seqs).unwrap_or_default().into(),
+            ],
+        )?;
+    }
+    let mut seq = last - n;
+    for &i in &p.ready {
+        let c = &parsed[i];
+        seq += 1;
+        let h = c.hash().0.to_vec();
+        // A hash stored since the reader looked can only be under another household
+        // (this one's row is unchanged): refused, and the transaction with it.
+        let inserted = t.exec(
+            "INSERT INTO changes(seq, hash, household_id, device, username, bytes, received_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (hash) DO NOTHING",
+            &[
+                seq.into(),
+                h.clone().into(),
+                key.as_str().into(),
+                user.device.as_str().into(),
+                user.username.as_str().into(),
+                c.raw_bytes().into(),
+                now.into(),
+            ],
+        )?;
+        if inserted == 0 {
+            return Err(ServerError::Conflict(WRONG_HOUSEHOLD.into()));
+        }
+        stored.0.insert(h.clone(), key.clone());
+        out.acked.push(h);
+    }
+    out.acked.extend(p.acked.iter().cloned());
+    out.stored += p.ready.len();
+    out.written.push(id);
+    Ok(true)
 }
 
 /// The slow path: the changes are applied to the household's document, which decides
@@ -570,6 +893,7 @@ fn push_slow(
     now: i64,
     out: &mut PushOutcome,
     stored: &mut Stored,
+    seq_alloc: &mut Seqs,
 ) -> Result<Option<Kept>, ServerError> {
     let applied = match &row {
         Some(r) => {
@@ -662,7 +986,7 @@ fn push_slow(
     }
     let seqs = serde_json::to_string(&seqs).unwrap_or_default();
     let n = ready.len() as i64;
-    let last = next_seqs(t, n)?;
+    let last = seq_alloc.alloc(t, n)?;
     append(t, user, id, &ready, last, now, out, stored)?;
     let mut compact = false;
     match row {
@@ -1294,44 +1618,165 @@ pub fn sync_cached(
     } else {
         // Parse and classify before taking the write lock.
         let prepared = prepare(&req.changes);
-        if cache.max > 0 && prepared.iter().any(|g| !g.record_only) {
-            // Load the documents before taking the write lock, so pushes of different
-            // households load in parallel and the writer only applies and stores.
-            db.read(|t| prewarm(t, cache, &prepared))?;
-        }
+        // Read what the write needs before taking the write lock: the households' rows
+        // and the log's view of the pushed hashes (for the fast plans), and the documents
+        // of households taking the slow path, so pushes of different households do this
+        // in parallel and the writer only checks that nothing changed and stores.
+        let pre = db.read(|t| -> Result<Precheck, ServerError> {
+            if cache.max > 0 && prepared.iter().any(|g| !g.record_only) {
+                prewarm(t, cache, &prepared)?;
+            }
+            precheck(t, &prepared)
+        })?;
+        let plans = plan(user, &prepared, &pre);
+        drop(pre);
         // Group commit: pushes arriving meanwhile share one transaction and one commit.
         let (u, c) = (user.clone(), cache.clone());
-        let (out, keep) = db.grouped(move |t| push_prepared(t, &u, &prepared, &c))?;
-        for k in keep {
-            if k.compact {
-                // The new snapshot is made here, outside the lock; it is stored only if
-                // nothing was written to the household meanwhile.
-                let snap = k.doc.automerge().save_nocompress();
-                let (id, last) = (k.id.to_string(), k.last_seq);
-                let r = db.grouped(move |t| -> Result<u64, crate::db::DbError> {
-                    t.exec(
-                        "UPDATE households SET snapshot = $2, snapshot_seq = $3, pending = 0
-                         WHERE id = $1 AND last_seq = $3",
-                        &[id.as_str().into(), snap.as_slice().into(), last.into()],
-                    )
-                });
-                // The push is committed either way; a later push tries again.
-                if let Err(e) = r {
-                    tracing::warn!(household = %k.id, error = %e, "compaction skipped");
-                }
-            }
-            cache.put(k.id, k.last_seq, k.doc);
-        }
+        let (out, keep) = db.grouped(move |t| push_planned(t, &u, &prepared, &plans, &c))?;
+        store_kept(db, cache, keep);
         out
     };
-    let mut resp = SyncResponse {
+    let mut resp = answer_for(&pushed);
+    let pulled = db.read(|t| pull(t, user, req.cursor.as_ref(), req.page_size, &mut resp))?;
+    Ok((resp, pushed, pulled))
+}
+
+/// Puts documents a push materialised back into the cache, storing the snapshots that
+/// are due (made here, outside the write lock; stored only if nothing was written to the
+/// household meanwhile).
+fn store_kept(db: &crate::db::Db, cache: &DocCache, keep: Vec<Kept>) {
+    for k in keep {
+        if k.compact {
+            // The new snapshot is made here, outside the lock; it is stored only if
+            // nothing was written to the household meanwhile.
+            let snap = k.doc.automerge().save_nocompress();
+            let (id, last) = (k.id.to_string(), k.last_seq);
+            let r = db.grouped(move |t| -> Result<u64, crate::db::DbError> {
+                t.exec(
+                    "UPDATE households SET snapshot = $2, snapshot_seq = $3, pending = 0
+                     WHERE id = $1 AND last_seq = $3",
+                    &[id.as_str().into(), snap.as_slice().into(), last.into()],
+                )
+            });
+            // The push is committed either way; a later push tries again.
+            if let Err(e) = r {
+                tracing::warn!(household = %k.id, error = %e, "compaction skipped");
+            }
+        }
+        cache.put(k.id, k.last_seq, k.doc);
+    }
+}
+
+/// What the read transaction of [`sync_request`] produced.
+struct Read {
+    user: User,
+    req: SyncRequest,
+    prepared: Vec<Prepared>,
+    plans: Vec<Option<FastPlan>>,
+    /// The pull, when it could be answered before the push (see [`sync_request`]).
+    pulled: Option<(SyncResponse, usize)>,
+}
+
+/// One sync request as the HTTP handler runs it (`body` is the encoded
+/// [`SyncRequest`]); returns the user, the answer, what the push did and how many changes
+/// and snapshots were pulled.
+///
+/// The token check, the decoding, the push's pre-checks ([`precheck`], [`plan`]) and —
+/// when every pushed household takes the fast path, the end-of-day case — the pull run in
+/// **one** read transaction; then **one** grouped write holds the push and the request's
+/// audit events, and the answer is sent once it has committed. A fast-path push cannot
+/// create, move or erase a household and the pull never sends a device its own changes,
+/// so pulling first gives the same answer (its window simply ends before this push). Any
+/// other push keeps the order push, pull, audit.
+pub fn sync_request(
+    db: &crate::db::Db,
+    cache: &DocCache,
+    token: &str,
+    body: &[u8],
+) -> Result<(User, SyncResponse, PushOutcome, usize), ServerError> {
+    let r = db.read(|t| -> Result<Read, ServerError> {
+        let user = crate::auth::authenticate(t, token)?;
+        let req: SyncRequest = kunjung_protocol::decode(body)?;
+        let prepared = prepare(&req.changes);
+        if cache.max > 0 && prepared.iter().any(|g| !g.record_only) {
+            prewarm(t, cache, &prepared)?;
+        }
+        let pre = precheck(t, &prepared)?;
+        let plans = plan(&user, &prepared, &pre);
+        let pulled = if plans.iter().all(Option::is_some) {
+            let mut resp = SyncResponse::default();
+            let n = pull(t, &user, req.cursor.as_ref(), req.page_size, &mut resp)?;
+            Some((resp, n))
+        } else {
+            None
+        };
+        Ok(Read {
+            user,
+            req,
+            prepared,
+            plans,
+            pulled,
+        })
+    })?;
+    let Read {
+        user,
+        req,
+        prepared,
+        plans,
+        pulled,
+    } = r;
+    let Some((mut resp, n)) = pulled else {
+        // Push, then pull, then the audit events.
+        let (out, keep) = if prepared.is_empty() {
+            (PushOutcome::default(), Vec::new())
+        } else {
+            let (u, c) = (user.clone(), cache.clone());
+            db.grouped(move |t| push_planned(t, &u, &prepared, &plans, &c))?
+        };
+        store_kept(db, cache, keep);
+        let mut resp = answer_for(&out);
+        let n = db.read(|t| pull(t, &user, req.cursor.as_ref(), req.page_size, &mut resp))?;
+        crate::audit::record_grouped(db, crate::audit::sync_events(&user, &req, &resp));
+        return Ok((user, resp, out, n));
+    };
+    // The pull's audit events are known now; the push's once it ran.
+    let read_events = crate::audit::sync_events(&user, &SyncRequest::default(), &resp);
+    let pushed: Vec<HouseholdChanges> = req
+        .changes
+        .iter()
+        .map(|g| HouseholdChanges {
+            household_id: g.household_id,
+            changes: vec![ByteBuf::new(); g.changes.len()],
+        })
+        .collect();
+    let (u, c) = (user.clone(), cache.clone());
+    let (out, keep) = db.grouped(move |t| -> Result<_, ServerError> {
+        let (out, keep) = push_planned(t, &u, &prepared, &plans, &c)?;
+        let shape = SyncRequest {
+            changes: pushed.clone(),
+            ..SyncRequest::default()
+        };
+        let mut events = crate::audit::sync_events(&u, &shape, &answer_for(&out));
+        events.extend(read_events.iter().cloned());
+        crate::audit::write(t, &events)?;
+        Ok((out, keep))
+    })?;
+    store_kept(db, cache, keep);
+    let head = answer_for(&out);
+    resp.acked = head.acked;
+    resp.acked_digest = head.acked_digest;
+    resp.rejected = head.rejected;
+    Ok((user, resp, out, n))
+}
+
+/// The push part of an answer.
+fn answer_for(pushed: &PushOutcome) -> SyncResponse {
+    SyncResponse {
         acked: pushed.acked.len() as u32,
         acked_digest: ByteBuf::from(ack_digest(pushed.acked.iter().map(|h| h.as_slice())).to_vec()),
         rejected: pushed.rejected.clone(),
         ..SyncResponse::default()
-    };
-    let pulled = db.read(|t| pull(t, user, req.cursor.as_ref(), req.page_size, &mut resp))?;
-    Ok((resp, pushed, pulled))
+    }
 }
 
 /// A household as JSON for `GET /v1/households/{id}`, if the user's scope holds it.
