@@ -337,8 +337,8 @@ CREATE INDEX IF NOT EXISTS changes_household ON changes(household_id, seq);
 CREATE TABLE IF NOT EXISTS households(
     id TEXT PRIMARY KEY, area_code TEXT NOT NULL, posyandu_id TEXT,
     created_seq BIGINT NOT NULL, last_seq BIGINT NOT NULL, move_seq BIGINT NOT NULL,
-    snapshot BLOB NOT NULL, snapshot_seq BIGINT NOT NULL, pending BIGINT NOT NULL,
-    actors TEXT);
+    snapshot_seq BIGINT NOT NULL, pending BIGINT NOT NULL, actors TEXT);
+CREATE TABLE IF NOT EXISTS snapshots(household_id TEXT PRIMARY KEY, bytes BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS households_last ON households(last_seq);
 CREATE INDEX IF NOT EXISTS households_posyandu ON households(posyandu_id, id);
 CREATE INDEX IF NOT EXISTS households_area ON households(area_code, id);
@@ -355,8 +355,12 @@ CREATE TABLE IF NOT EXISTS tokens(
 CREATE INDEX IF NOT EXISTS tokens_user ON tokens(username);
 CREATE TABLE IF NOT EXISTS areas(code TEXT PRIMARY KEY, name TEXT NOT NULL);
 INSERT INTO counters(name, value) VALUES ('seq', 0) ON CONFLICT (name) DO NOTHING;
-INSERT INTO meta(key, value) VALUES ('schema', '1') ON CONFLICT (key) DO NOTHING;
+INSERT INTO meta(key, value) VALUES ('schema', '2') ON CONFLICT (key) DO NOTHING;
 ";
+
+/// The layout version kept in `meta` (`schema`): 1 had each household's snapshot inline
+/// in `households`; 2 keeps it in `snapshots` (see [`Db::migrate`]).
+pub const SCHEMA_VERSION: &str = "2";
 
 /// The tables, in an order that restores cleanly.
 pub const TABLES: &[&str] = &[
@@ -367,6 +371,7 @@ pub const TABLES: &[&str] = &[
     "areas",
     "changes",
     "households",
+    "snapshots",
     "locations",
     "erased",
     "erased_locations",
@@ -434,28 +439,90 @@ impl Db {
         Ok(db)
     }
 
-    /// Columns added since a table was first made: `households.actors` (the highest
-    /// change sequence number per actor, for pushes stored from their headers).
+    /// Brings a database made by an older version to the current layout, in one
+    /// transaction each (so an interrupted migration leaves the old layout, and the next
+    /// open runs it again; on the current layout it does nothing):
+    /// - `households.actors` (the highest change sequence number per actor, for pushes
+    ///   stored from their headers), added at the end;
+    /// - layout 2: each household's snapshot moves from `households.snapshot` (inline in
+    ///   the index row, so every write of the row rewrote its overflow pages) to
+    ///   `snapshots`, and the column is dropped.
     fn migrate(&self) -> Result<(), DbError> {
         match self {
             Db::Sqlite { conn, .. } => {
-                let c = conn.lock().unwrap_or_else(|e| e.into_inner());
-                let has: i64 = c.query_row(
-                    "SELECT count(*) FROM pragma_table_info('households') WHERE name = 'actors'",
-                    [],
-                    |r| r.get(0),
-                )?;
-                if has == 0 {
+                let mut c = conn.lock().unwrap_or_else(|e| e.into_inner());
+                let has = |c: &rusqlite::Connection, col: &str| -> Result<bool, DbError> {
+                    let n: i64 = c.query_row(
+                        "SELECT count(*) FROM pragma_table_info('households') WHERE name = ?1",
+                        [col],
+                        |r| r.get(0),
+                    )?;
+                    Ok(n > 0)
+                };
+                if !has(&c, "actors")? {
                     c.execute_batch("ALTER TABLE households ADD COLUMN actors TEXT")?;
+                }
+                if has(&c, "snapshot")? {
+                    let t0 = std::time::Instant::now();
+                    tracing::info!("moving household snapshots to their own table (layout 2)");
+                    let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                    // Checked again under the write lock: another process may have done it.
+                    if has(&tx, "snapshot")? {
+                        let n = tx.execute(
+                            "INSERT INTO snapshots(household_id, bytes) SELECT id, snapshot FROM households WHERE true
+                             ON CONFLICT (household_id) DO UPDATE SET bytes = excluded.bytes",
+                            [],
+                        )?;
+                        // Rewrites every row without it (secure_delete zeroes the freed pages).
+                        tx.execute_batch(
+                            "ALTER TABLE households DROP COLUMN snapshot;
+                             INSERT INTO meta(key, value) VALUES ('schema', '2')
+                             ON CONFLICT (key) DO UPDATE SET value = excluded.value;",
+                        )?;
+                        tx.commit()?;
+                        tracing::info!(households = n, ms = t0.elapsed().as_millis() as u64, "snapshots moved");
+                    }
                 }
                 Ok(())
             }
-            Db::Postgres { .. } => self.tx(false, |t| {
+            // READ COMMITTED (`tx(true, …)`): each statement sees what others committed.
+            Db::Postgres { .. } => self.tx(true, |t| {
                 t.exec(
                     "ALTER TABLE households ADD COLUMN IF NOT EXISTS actors TEXT",
                     &[],
-                )
-                .map(|_| ())
+                )?;
+                let inline = |t: &mut dyn Sql| -> Result<bool, DbError> {
+                    Ok(!t
+                        .query(
+                            "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()
+                             AND table_name = 'households' AND column_name = 'snapshot'",
+                            &[],
+                        )?
+                        .is_empty())
+                };
+                // Checked again under the table's lock, so two servers opening at once
+                // migrate once.
+                if inline(t)? && {
+                    t.exec("LOCK TABLE households IN ACCESS EXCLUSIVE MODE", &[])?;
+                    inline(t)?
+                } {
+                    tracing::info!("moving household snapshots to their own table (layout 2)");
+                    let n = t.exec(
+                        "INSERT INTO snapshots(household_id, bytes) SELECT id, snapshot FROM households WHERE true
+                         ON CONFLICT (household_id) DO UPDATE SET bytes = excluded.bytes",
+                        &[],
+                    )?;
+                    // PostgreSQL only marks the column dropped: the old bytes stay in the
+                    // table until its rows are rewritten (`VACUUM FULL households`).
+                    t.exec("ALTER TABLE households DROP COLUMN snapshot", &[])?;
+                    t.exec(
+                        "INSERT INTO meta(key, value) VALUES ('schema', '2')
+                         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                        &[],
+                    )?;
+                    tracing::info!(households = n, "snapshots moved");
+                }
+                Ok(())
             }),
         }
     }
