@@ -3,7 +3,8 @@
 //! `actors`) is migrated when the server opens it — every household's document comes out
 //! of a pull byte for byte as before — and serves syncs afterwards; backups of that layout
 //! (made by the old version: `households` rows of 10 or, before `actors`, 9 columns)
-//! restore into the current one on either backend.
+//! restore into the current one on either backend. On SQLite the old layout also has
+//! `changes.seq` as `BIGINT PRIMARY KEY` (not the rowid), rebuilt on open.
 
 use std::io::{BufRead, Write};
 
@@ -147,6 +148,22 @@ fn to_old_layout(db: &Db, actors: bool) {
         t.exec("DROP TABLE snapshots", &[])?;
         t.exec("ALTER TABLE households_v1 RENAME TO households", &[])?;
         t.exec("CREATE INDEX households_last ON households(last_seq)", &[])?;
+        if blob == "BLOB" {
+            // SQLite before layout 3: `seq BIGINT PRIMARY KEY`, not the rowid.
+            t.exec(
+                "CREATE TABLE changes_v1(
+    seq BIGINT PRIMARY KEY, hash BLOB NOT NULL UNIQUE, household_id TEXT NOT NULL,
+    device TEXT NOT NULL, username TEXT NOT NULL, bytes BLOB NOT NULL, received_at BIGINT NOT NULL)",
+                &[],
+            )?;
+            t.exec("INSERT INTO changes_v1 SELECT * FROM changes", &[])?;
+            t.exec("DROP TABLE changes", &[])?;
+            t.exec("ALTER TABLE changes_v1 RENAME TO changes", &[])?;
+            t.exec(
+                "CREATE INDEX changes_household ON changes(household_id, seq)",
+                &[],
+            )?;
+        }
         t.exec("UPDATE meta SET value = '1' WHERE key = 'schema'", &[])?;
         Ok(())
     })
@@ -154,7 +171,7 @@ fn to_old_layout(db: &Db, actors: bool) {
 }
 
 /// The current layout: a small index row (9 columns, no blob), one snapshot per
-/// household, layout version 2.
+/// household, on SQLite `changes.seq` as the rowid; layout version 3.
 fn assert_current_layout(db: &Db, households: usize, what: &str) {
     let (rows, snaps, version) = db
         .tx(false, |t| -> Result<_, ServerError> {
@@ -171,7 +188,18 @@ fn assert_current_layout(db: &Db, households: usize, what: &str) {
         assert!(r.iter().all(|v| !matches!(v, Value::Blob(_))), "{what}");
     }
     assert_eq!(snaps, households as i64, "{what}");
-    assert_eq!(version[0][0], Value::from("2"), "{what}");
+    assert_eq!(version[0][0], Value::from("3"), "{what}");
+    if db.backend() == "sqlite" {
+        let ty = db
+            .tx(false, |t| {
+                t.query(
+                    "SELECT type FROM pragma_table_info('changes') WHERE name = 'seq'",
+                    &[],
+                )
+            })
+            .unwrap();
+        assert_eq!(ty[0][0], Value::from("INTEGER"), "{what}");
+    }
 }
 
 #[test]
