@@ -3,11 +3,12 @@
 //! document (`households`, `snapshots`), its location history — in one transaction, and
 //! records it in `erased` under a new sequence number. Every device that has synced
 //! before learns of it in its next pull window as a `drop` (the instruction devices
-//! already follow when a household leaves their scope), which deletes the household and any unsent changes of it from the
-//! device. A push for an erased household is refused (`erased`), so a device that was
-//! offline cannot bring it back. The `erased` row holds only the random id, the time,
-//! who erased it and why — no personal data — and `erased_locations` the area codes and
-//! posyandu it was placed at, so the drop reaches only devices whose scope held it.
+//! already follow when a household leaves their scope), which deletes the household and
+//! any unsent changes of it from the device. A push for an erased household is refused
+//! (`erased`), so a device that was offline cannot bring it back. The `erased` row holds
+//! only the random id, the time, who erased it and why — no personal data — and
+//! `erased_locations` the area codes and posyandu it was placed at, so the drop reaches
+//! only devices whose scope held it.
 //!
 //! On SQLite the deleted content is overwritten with zeros (`secure_delete`, set on the
 //! writer connection) and the WAL is truncated afterwards; PostgreSQL keeps the bytes in

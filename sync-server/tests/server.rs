@@ -791,7 +791,7 @@ fn erasure_drops_reach_only_the_scopes_that_held_the_household() {
                 .int()
         };
         for h in [h1, h2, h3] {
-            for table in ["changes", "locations"] {
+            for table in ["changes", "locations", "snapshots"] {
                 let sql = format!("SELECT count(*) FROM {table} WHERE household_id = $1");
                 assert_eq!(count(&sql, h), 0, "{backend} {table}");
             }
