@@ -103,9 +103,8 @@ pub fn restore(db: &Db, from: &Path) -> Result<usize, ServerError> {
                 return Err(bad());
             }
             let mut row = row;
-            if table == "households" && row.len() == 9 {
-                // A backup from before `households.actors`: filled in by the next push.
-                row.push(Value::Null);
+            if table == "households" {
+                old_household_row(t, &mut row)?;
             }
             let ph: Vec<String> = (1..=row.len()).map(|i| format!("${i}")).collect();
             t.exec(
@@ -114,8 +113,38 @@ pub fn restore(db: &Db, from: &Path) -> Result<usize, ServerError> {
             )?;
             n += 1;
         }
+        // A backup of an older layout carries its version; the rows are now the current one.
+        t.exec(
+            "INSERT INTO meta(key, value) VALUES ('schema', $1)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            &[crate::db::SCHEMA_VERSION.into()],
+        )?;
         Ok(n)
     })
+}
+
+/// A `households` row of a backup made before layout 2 (`id, area_code, posyandu_id,
+/// created_seq, last_seq, move_seq, snapshot, snapshot_seq, pending[, actors]`; told
+/// apart by the blob in the seventh column, since a row from before `actors` has as many
+/// columns as a current one): its snapshot goes to `snapshots` and the row takes the
+/// current layout. A row from before `actors` gets none (filled in by the next push).
+fn old_household_row(t: &mut dyn crate::db::Sql, row: &mut Row) -> Result<(), ServerError> {
+    if !matches!(row.get(6), Some(Value::Blob(_))) {
+        return Ok(());
+    }
+    if !(9..=10).contains(&row.len()) {
+        return Err(ServerError::BadRequest(
+            "berkas cadangan rusak: baris households (corrupt backup file: a households row)"
+                .into(),
+        ));
+    }
+    let snap = row.remove(6).into_blob();
+    let id = row[0].text().unwrap_or_default().to_string();
+    crate::sync::store_snapshot(t, &id, &snap)?;
+    if row.len() == 8 {
+        row.push(Value::Null);
+    }
+    Ok(())
 }
 
 /// Folds pending changes into every household's stored snapshot.
@@ -127,11 +156,20 @@ pub fn compact(db: &Db) -> Result<usize, ServerError> {
             .filter_map(|r| r[0].text().map(String::from))
             .collect();
         for id in &ids {
-            let r = t.query(
-                "SELECT snapshot, snapshot_seq FROM households WHERE id = $1",
+            let sseq = t.query(
+                "SELECT snapshot_seq FROM households WHERE id = $1",
                 &[id.as_str().into()],
-            )?;
-            let (snap, sseq) = (r[0][0].blob().to_vec(), r[0][1].int());
+            )?[0][0]
+                .int();
+            let snap = t
+                .query(
+                    "SELECT bytes FROM snapshots WHERE household_id = $1",
+                    &[id.as_str().into()],
+                )?
+                .pop()
+                .and_then(|mut r| r.pop())
+                .map(Value::into_blob)
+                .unwrap_or_default();
             let changes: Vec<Vec<u8>> = t
                 .query(
                     "SELECT bytes FROM changes WHERE household_id = $1 AND seq > $2 ORDER BY seq",
@@ -146,9 +184,10 @@ pub fn compact(db: &Db) -> Result<usize, ServerError> {
             )
             .map_err(|e| ServerError::Internal(e.to_string()))?;
             t.exec(
-                "UPDATE households SET snapshot = $2, snapshot_seq = last_seq, pending = 0 WHERE id = $1",
-                &[id.as_str().into(), doc.automerge().save_nocompress().into()],
+                "UPDATE households SET snapshot_seq = last_seq, pending = 0 WHERE id = $1",
+                &[id.as_str().into()],
             )?;
+            crate::sync::store_snapshot(t, id, &doc.automerge().save_nocompress())?;
         }
         Ok(ids.len())
     })

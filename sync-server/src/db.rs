@@ -337,8 +337,8 @@ CREATE INDEX IF NOT EXISTS changes_household ON changes(household_id, seq);
 CREATE TABLE IF NOT EXISTS households(
     id TEXT PRIMARY KEY, area_code TEXT NOT NULL, posyandu_id TEXT,
     created_seq BIGINT NOT NULL, last_seq BIGINT NOT NULL, move_seq BIGINT NOT NULL,
-    snapshot BLOB NOT NULL, snapshot_seq BIGINT NOT NULL, pending BIGINT NOT NULL,
-    actors TEXT);
+    snapshot_seq BIGINT NOT NULL, pending BIGINT NOT NULL, actors TEXT);
+CREATE TABLE IF NOT EXISTS snapshots(household_id TEXT PRIMARY KEY, bytes BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS households_last ON households(last_seq);
 CREATE INDEX IF NOT EXISTS households_posyandu ON households(posyandu_id, id);
 CREATE INDEX IF NOT EXISTS households_area ON households(area_code, id);
@@ -355,8 +355,22 @@ CREATE TABLE IF NOT EXISTS tokens(
 CREATE INDEX IF NOT EXISTS tokens_user ON tokens(username);
 CREATE TABLE IF NOT EXISTS areas(code TEXT PRIMARY KEY, name TEXT NOT NULL);
 INSERT INTO counters(name, value) VALUES ('seq', 0) ON CONFLICT (name) DO NOTHING;
-INSERT INTO meta(key, value) VALUES ('schema', '1') ON CONFLICT (key) DO NOTHING;
+INSERT INTO meta(key, value) VALUES ('schema', '3') ON CONFLICT (key) DO NOTHING;
 ";
+
+/// The layout version kept in `meta` (`schema`): 1 had each household's snapshot inline
+/// in `households`; 2 keeps it in `snapshots`; 3: on SQLite `changes.seq` is the rowid
+/// (nothing changed on PostgreSQL). See [`Db::migrate`].
+pub const SCHEMA_VERSION: &str = "3";
+
+/// [`SCHEMA`] for SQLite: `changes.seq` as the rowid (`INTEGER PRIMARY KEY`), so a stored
+/// change writes three b-trees (the table, the hash and the household index), not four.
+fn sqlite_schema() -> String {
+    SCHEMA.replace(
+        "seq BIGINT PRIMARY KEY, hash",
+        "seq INTEGER PRIMARY KEY, hash",
+    )
+}
 
 /// The tables, in an order that restores cleanly.
 pub const TABLES: &[&str] = &[
@@ -367,6 +381,7 @@ pub const TABLES: &[&str] = &[
     "areas",
     "changes",
     "households",
+    "snapshots",
     "locations",
     "erased",
     "erased_locations",
@@ -398,7 +413,7 @@ impl Db {
             // Every statement of a sync stays prepared (the default 16 made them evict
             // each other).
             conn.set_prepared_statement_cache_capacity(256);
-            conn.execute_batch(SCHEMA)?;
+            conn.execute_batch(&sqlite_schema())?;
             Db::Sqlite {
                 conn: Mutex::new(conn),
                 path: path.to_string(),
@@ -434,30 +449,94 @@ impl Db {
         Ok(db)
     }
 
-    /// Columns added since a table was first made: `households.actors` (the highest
-    /// change sequence number per actor, for pushes stored from their headers).
+    /// Brings a database made by an older version to the current layout, in one
+    /// transaction each (so an interrupted migration leaves the old layout, and the next
+    /// open runs it again; on the current layout it does nothing):
+    /// - `households.actors` (the highest change sequence number per actor, for pushes
+    ///   stored from their headers), added at the end;
+    /// - layout 2: each household's snapshot moves from `households.snapshot` (inline in
+    ///   the index row, so every write of the row rewrote its overflow pages) to
+    ///   `snapshots`, and the column is dropped;
+    /// - layout 3, SQLite only: `changes` rebuilt with `seq` as the rowid
+    ///   ([`sqlite_rowid_changes`]).
     fn migrate(&self) -> Result<(), DbError> {
         match self {
             Db::Sqlite { conn, .. } => {
-                let c = conn.lock().unwrap_or_else(|e| e.into_inner());
-                let has: i64 = c.query_row(
-                    "SELECT count(*) FROM pragma_table_info('households') WHERE name = 'actors'",
-                    [],
-                    |r| r.get(0),
-                )?;
-                if has == 0 {
+                let mut c = conn.lock().unwrap_or_else(|e| e.into_inner());
+                let has = |c: &rusqlite::Connection, col: &str| -> Result<bool, DbError> {
+                    let n: i64 = c.query_row(
+                        "SELECT count(*) FROM pragma_table_info('households') WHERE name = ?1",
+                        [col],
+                        |r| r.get(0),
+                    )?;
+                    Ok(n > 0)
+                };
+                if !has(&c, "actors")? {
                     c.execute_batch("ALTER TABLE households ADD COLUMN actors TEXT")?;
                 }
-                Ok(())
+                if has(&c, "snapshot")? {
+                    let t0 = std::time::Instant::now();
+                    tracing::info!("moving household snapshots to their own table (layout 2)");
+                    let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                    // Checked again under the write lock: another process may have done it.
+                    if has(&tx, "snapshot")? {
+                        let n = tx.execute(
+                            "INSERT INTO snapshots(household_id, bytes) SELECT id, snapshot FROM households WHERE true
+                             ON CONFLICT (household_id) DO UPDATE SET bytes = excluded.bytes",
+                            [],
+                        )?;
+                        // Rewrites every row without it (secure_delete zeroes the freed pages).
+                        tx.execute_batch("ALTER TABLE households DROP COLUMN snapshot")?;
+                        tx.commit()?;
+                        tracing::info!(households = n, ms = t0.elapsed().as_millis() as u64, "snapshots moved");
+                    }
+                }
+                sqlite_rowid_changes(&mut c)?;
             }
-            Db::Postgres { .. } => self.tx(false, |t| {
+            // READ COMMITTED (`tx(true, …)`): each statement sees what others committed.
+            Db::Postgres { .. } => self.tx(true, |t| {
                 t.exec(
                     "ALTER TABLE households ADD COLUMN IF NOT EXISTS actors TEXT",
                     &[],
-                )
-                .map(|_| ())
-            }),
+                )?;
+                let inline = |t: &mut dyn Sql| -> Result<bool, DbError> {
+                    Ok(!t
+                        .query(
+                            "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()
+                             AND table_name = 'households' AND column_name = 'snapshot'",
+                            &[],
+                        )?
+                        .is_empty())
+                };
+                // Checked again under the table's lock, so two servers opening at once
+                // migrate once.
+                if inline(t)? && {
+                    t.exec("LOCK TABLE households IN ACCESS EXCLUSIVE MODE", &[])?;
+                    inline(t)?
+                } {
+                    tracing::info!("moving household snapshots to their own table (layout 2)");
+                    let n = t.exec(
+                        "INSERT INTO snapshots(household_id, bytes) SELECT id, snapshot FROM households WHERE true
+                         ON CONFLICT (household_id) DO UPDATE SET bytes = excluded.bytes",
+                        &[],
+                    )?;
+                    // PostgreSQL only marks the column dropped: the old bytes stay in the
+                    // table until its rows are rewritten (`VACUUM FULL households`).
+                    t.exec("ALTER TABLE households DROP COLUMN snapshot", &[])?;
+                    tracing::info!(households = n, "snapshots moved");
+                }
+                Ok::<_, DbError>(())
+            })?,
         }
+        // Every step above is done (or was not needed).
+        self.tx(false, |t| {
+            t.exec(
+                "INSERT INTO meta(key, value) VALUES ('schema', $1)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                &[SCHEMA_VERSION.into()],
+            )
+            .map(|_| ())
+        })
     }
 
     /// SQLite (a file): checkpoints the write-ahead log every second from a thread of its
@@ -683,6 +762,76 @@ enum PgMode {
     Serialize,
     Snapshot,
     ReadOnly,
+}
+
+/// Layout 3 on SQLite: rebuilds `changes` with `seq INTEGER PRIMARY KEY` (the rowid) when
+/// it still has `seq BIGINT PRIMARY KEY` (a separate unique index, a fourth b-tree written
+/// by every stored change). One transaction, so an interruption leaves the old table;
+/// progress is logged every 100,000 sequence numbers.
+fn sqlite_rowid_changes(c: &mut rusqlite::Connection) -> Result<(), DbError> {
+    let seq_type = |c: &rusqlite::Connection| -> Result<String, DbError> {
+        Ok(c.query_row(
+            "SELECT type FROM pragma_table_info('changes') WHERE name = 'seq'",
+            [],
+            |r| r.get(0),
+        )?)
+    };
+    if seq_type(c)?.eq_ignore_ascii_case("INTEGER") {
+        return Ok(());
+    }
+    let t0 = std::time::Instant::now();
+    let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    if seq_type(&tx)?.eq_ignore_ascii_case("INTEGER") {
+        return Ok(());
+    }
+    let (total, lo, hi): (i64, i64, i64) = tx.query_row(
+        "SELECT count(*), coalesce(min(seq), 0), coalesce(max(seq), 0) FROM changes",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    tracing::info!(
+        changes = total,
+        "rebuilding changes with seq as the rowid (layout 3)"
+    );
+    tx.execute_batch(
+        "DROP TABLE IF EXISTS changes_v3;
+         CREATE TABLE changes_v3(
+            seq INTEGER PRIMARY KEY, hash BLOB NOT NULL UNIQUE, household_id TEXT NOT NULL,
+            device TEXT NOT NULL, username TEXT NOT NULL, bytes BLOB NOT NULL,
+            received_at BIGINT NOT NULL);",
+    )?;
+    const STEP: i64 = 100_000;
+    let (mut from, mut done) = (lo - 1, 0usize);
+    while from < hi {
+        let to = from.saturating_add(STEP).min(hi);
+        done += tx.execute(
+            "INSERT INTO changes_v3(seq, hash, household_id, device, username, bytes, received_at)
+             SELECT seq, hash, household_id, device, username, bytes, received_at FROM changes
+             WHERE seq > ?1 AND seq <= ?2 ORDER BY seq",
+            [from, to],
+        )?;
+        from = to;
+        if from < hi {
+            tracing::info!(
+                done,
+                total,
+                ms = t0.elapsed().as_millis() as u64,
+                "rebuilding changes"
+            );
+        }
+    }
+    tx.execute_batch(
+        "DROP TABLE changes;
+         ALTER TABLE changes_v3 RENAME TO changes;
+         CREATE INDEX changes_household ON changes(household_id, seq);",
+    )?;
+    tx.commit()?;
+    tracing::info!(
+        changes = done,
+        ms = t0.elapsed().as_millis() as u64,
+        "changes rebuilt"
+    );
+    Ok(())
 }
 
 fn open_reader(path: &str) -> Result<rusqlite::Connection, DbError> {

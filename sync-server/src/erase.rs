@@ -1,13 +1,14 @@
 //! Per-household erasure on request (UU 27/2022 PDP, the right to erasure): an
 //! administrator removes one household from the server — its changes, its materialised
-//! document, its location history — in one transaction, and records it in `erased`
-//! under a new sequence number. Every device that has synced before learns of it in its
-//! next pull window as a `drop` (the instruction devices already follow when a household
-//! leaves their scope), which deletes the household and any unsent changes of it from the
-//! device. A push for an erased household is refused (`erased`), so a device that was
-//! offline cannot bring it back. The `erased` row holds only the random id, the time,
-//! who erased it and why — no personal data — and `erased_locations` the area codes and
-//! posyandu it was placed at, so the drop reaches only devices whose scope held it.
+//! document (`households`, `snapshots`), its location history — in one transaction, and
+//! records it in `erased` under a new sequence number. Every device that has synced
+//! before learns of it in its next pull window as a `drop` (the instruction devices
+//! already follow when a household leaves their scope), which deletes the household and
+//! any unsent changes of it from the device. A push for an erased household is refused
+//! (`erased`), so a device that was offline cannot bring it back. The `erased` row holds
+//! only the random id, the time, who erased it and why — no personal data — and
+//! `erased_locations` the area codes and posyandu it was placed at, so the drop reaches
+//! only devices whose scope held it.
 //!
 //! On SQLite the deleted content is overwritten with zeros (`secure_delete`, set on the
 //! writer connection) and the WAL is truncated afterwards; PostgreSQL keeps the bytes in
@@ -89,6 +90,7 @@ pub fn erase(db: &Db, id: Uuid, by: &str, reason: &str) -> Result<Erased, Server
         )?;
         t.exec("DELETE FROM locations WHERE household_id = $1", &[key.as_str().into()])?;
         t.exec("DELETE FROM households WHERE id = $1", &[key.as_str().into()])?;
+        t.exec("DELETE FROM snapshots WHERE household_id = $1", &[key.as_str().into()])?;
         crate::report::forget(t, &key)?;
         t.exec(
             "INSERT INTO erased(household_id, seq, erased_at, erased_by, reason) VALUES ($1, $2, $3, $4, $5)",

@@ -141,17 +141,23 @@ enum AreaCmd {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    // Logs on stderr: the server's, and for every command a migration of an older
+    // database layout when opening it (`Db::migrate`); other commands stay quiet.
+    let level = if matches!(cli.cmd, Cmd::Serve { .. }) {
+        "info"
+    } else {
+        "warn,kunjung_sync_server::db=info"
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| level.into()),
+        )
+        .init();
     let db = Db::open(&cli.db)
         .with_context(|| format!("membuka basis data (opening database) {}", cli.db))?;
     match cli.cmd {
         Cmd::Serve { listen } => {
-            tracing_subscriber::fmt()
-                .with_writer(std::io::stderr)
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_default_env()
-                        .unwrap_or_else(|_| "info".into()),
-                )
-                .init();
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;

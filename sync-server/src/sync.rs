@@ -20,7 +20,7 @@ use serde_bytes::ByteBuf;
 use uuid::Uuid;
 
 use crate::auth::{now_ms, User};
-use crate::db::{Sql, Value};
+use crate::db::{DbError, Sql, Value};
 use crate::error::ServerError;
 
 /// Pending changes folded into a household's stored snapshot once this many accumulate
@@ -76,7 +76,7 @@ fn household_row(t: &mut dyn Sql, id: Uuid) -> Result<Option<HouseholdRow>, Serv
 
 fn snapshot(t: &mut dyn Sql, id: Uuid) -> Result<Vec<u8>, ServerError> {
     Ok(t.query(
-        "SELECT snapshot FROM households WHERE id = $1",
+        "SELECT bytes FROM snapshots WHERE household_id = $1",
         &[id.to_string().into()],
     )?
     .into_iter()
@@ -84,6 +84,24 @@ fn snapshot(t: &mut dyn Sql, id: Uuid) -> Result<Vec<u8>, ServerError> {
     .and_then(|mut r| r.pop())
     .map(Value::into_blob)
     .unwrap_or_default())
+}
+
+/// Stores a household's snapshot (`snapshots`, a table of its own: the index row in
+/// `households` stays small, so the pushes that rewrite it never touch these pages).
+/// Written in the same transaction as the `households.snapshot_seq` it belongs to; a
+/// compaction first updates that row under its condition ("no one replaced the snapshot
+/// meanwhile") and stores the bytes only if the row matched.
+pub(crate) fn store_snapshot(t: &mut dyn Sql, id: &str, bytes: &[u8]) -> Result<(), DbError> {
+    t.exec(
+        "INSERT INTO snapshots(household_id, bytes) VALUES ($1, $2)
+         ON CONFLICT (household_id) DO UPDATE SET bytes = excluded.bytes",
+        &[id.into(), bytes.into()],
+    )?;
+    Ok(())
+}
+
+fn put_snapshot(t: &mut dyn Sql, id: Uuid, bytes: Vec<u8>) -> Result<(), DbError> {
+    store_snapshot(t, &id.to_string(), &bytes)
 }
 
 /// The materialised document: stored snapshot plus the changes after it.
@@ -992,17 +1010,17 @@ fn push_slow(
     match row {
         None => {
             t.exec(
-                "INSERT INTO households(id, area_code, posyandu_id, created_seq, last_seq, move_seq, snapshot, snapshot_seq, pending, actors)
-                 VALUES ($1, $2, $3, $4, $4, $4, $5, $4, 0, $6)",
+                "INSERT INTO households(id, area_code, posyandu_id, created_seq, last_seq, move_seq, snapshot_seq, pending, actors)
+                 VALUES ($1, $2, $3, $4, $4, $4, $4, 0, $5)",
                 &[
                     id.to_string().into(),
                     area.as_str().into(),
                     posyandu.clone().into(),
                     last.into(),
-                    doc.automerge().save_nocompress().into(),
                     seqs.into(),
                 ],
             )?;
+            put_snapshot(t, id, doc.automerge().save_nocompress())?;
             // Created in scope and moved out before its first sync: recorded as a move,
             // so the pushing device is told to drop it.
             let moved_out = i64::from(!scope.contains(&area, posyandu.as_deref()));
@@ -1033,17 +1051,17 @@ fn push_slow(
             if due && cache.max == 0 {
                 t.exec(
                     "UPDATE households SET area_code = $2, posyandu_id = $3, last_seq = $4, move_seq = $5,
-                     snapshot = $6, snapshot_seq = $4, pending = 0, actors = $7 WHERE id = $1",
+                     snapshot_seq = $4, pending = 0, actors = $6 WHERE id = $1",
                     &[
                         id.to_string().into(),
                         area.into(),
                         posyandu.into(),
                         last.into(),
                         move_seq.into(),
-                        doc.automerge().save_nocompress().into(),
                         seqs.into(),
                     ],
                 )?;
+                put_snapshot(t, id, doc.automerge().save_nocompress())?;
             } else {
                 t.exec(
                     "UPDATE households SET area_code = $2, posyandu_id = $3, last_seq = $4, move_seq = $5,
@@ -1652,11 +1670,15 @@ fn store_kept(db: &crate::db::Db, cache: &DocCache, keep: Vec<Kept>) {
             let snap = k.doc.automerge().save_nocompress();
             let (id, last) = (k.id.to_string(), k.last_seq);
             let r = db.grouped(move |t| -> Result<u64, crate::db::DbError> {
-                t.exec(
-                    "UPDATE households SET snapshot = $2, snapshot_seq = $3, pending = 0
-                     WHERE id = $1 AND last_seq = $3",
-                    &[id.as_str().into(), snap.as_slice().into(), last.into()],
-                )
+                let n = t.exec(
+                    "UPDATE households SET snapshot_seq = $2, pending = 0
+                     WHERE id = $1 AND last_seq = $2",
+                    &[id.as_str().into(), last.into()],
+                )?;
+                if n > 0 {
+                    store_snapshot(t, &id, &snap)?;
+                }
+                Ok(n)
             });
             // The push is committed either way; a later push tries again.
             if let Err(e) = r {
@@ -1858,18 +1880,22 @@ pub fn compact_household(db: &crate::db::Db, id: Uuid) -> Result<bool, ServerErr
     };
     let snap = doc.automerge().save_nocompress();
     let (last, pending, snap_seq) = (row.last_seq, row.pending, row.snapshot_seq);
-    let n = db.grouped(move |t| {
-        t.exec(
-            "UPDATE households SET snapshot = $2, snapshot_seq = $3, pending = pending - $4
-             WHERE id = $1 AND snapshot_seq = $5",
+    let n = db.grouped(move |t| -> Result<u64, crate::db::DbError> {
+        let key = id.to_string();
+        let n = t.exec(
+            "UPDATE households SET snapshot_seq = $2, pending = pending - $3
+             WHERE id = $1 AND snapshot_seq = $4",
             &[
-                id.to_string().into(),
-                snap.as_slice().into(),
+                key.as_str().into(),
                 last.into(),
                 pending.into(),
                 snap_seq.into(),
             ],
-        )
+        )?;
+        if n > 0 {
+            store_snapshot(t, &key, &snap)?;
+        }
+        Ok(n)
     })?;
     Ok(n > 0)
 }

@@ -22,21 +22,29 @@ const DESA_B: &str = "32.14.02.2002";
 #[path = "server/reports.rs"]
 mod reports;
 
+#[path = "server/layout.rs"]
+mod layout;
+
 /// A fresh database of each backend for one test.
 fn backends(test: &str) -> Vec<(String, Db)> {
+    backend_urls(test)
+        .into_iter()
+        .map(|(name, url)| (name, Db::open(&url).unwrap()))
+        .collect()
+}
+
+/// The URL of a fresh database of each backend (PostgreSQL: a schema of its own).
+fn backend_urls(test: &str) -> Vec<(String, String)> {
     let dir = tempfile::tempdir().unwrap().keep();
     let mut v = vec![(
         "sqlite".to_string(),
-        Db::open(&format!("sqlite:{}", dir.join("server.db").display())).unwrap(),
+        format!("sqlite:{}", dir.join("server.db").display()),
     )];
     match std::env::var("KUNJUNG_TEST_POSTGRES") {
         Ok(url) if !url.is_empty() => {
             let schema = format!("t_{}_{}_{}", test, std::process::id(), rand_suffix());
             let sep = if url.contains('?') { '&' } else { '?' };
-            v.push((
-                "postgres".into(),
-                Db::open(&format!("{url}{sep}schema={schema}")).unwrap(),
-            ));
+            v.push(("postgres".into(), format!("{url}{sep}schema={schema}")));
         }
         _ => {
             assert!(
@@ -783,7 +791,7 @@ fn erasure_drops_reach_only_the_scopes_that_held_the_household() {
                 .int()
         };
         for h in [h1, h2, h3] {
-            for table in ["changes", "locations"] {
+            for table in ["changes", "locations", "snapshots"] {
                 let sql = format!("SELECT count(*) FROM {table} WHERE household_id = $1");
                 assert_eq!(count(&sql, h), 0, "{backend} {table}");
             }
