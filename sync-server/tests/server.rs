@@ -22,6 +22,9 @@ const DESA_B: &str = "32.14.02.2002";
 #[path = "server/reports.rs"]
 mod reports;
 
+#[path = "server/audit.rs"]
+mod audit;
+
 /// A fresh database of each backend for one test.
 fn backends(test: &str) -> Vec<(String, Db)> {
     let dir = tempfile::tempdir().unwrap().keep();
