@@ -259,12 +259,14 @@ fn write_request(t: &mut dyn Sql, events: &[Event]) -> Result<(), DbError> {
 }
 
 /// Appends events in their own transaction; a failure is logged, not returned, so an
-/// answer already computed is still sent.
+/// answer already computed is still sent. A serialized one: on PostgreSQL a snapshot
+/// (REPEATABLE READ) transaction's `ON CONFLICT DO NOTHING` fails with a serialization
+/// error when a concurrent writer inserted the same household entry.
 pub fn record(db: &Db, events: &[Event]) {
     if events.is_empty() {
         return;
     }
-    if let Err(e) = db.tx(false, |t| write(t, events)) {
+    if let Err(e) = db.tx(true, |t| write(t, events)) {
         tracing::error!(error = %e, "audit log write failed");
     }
 }
