@@ -94,11 +94,18 @@ pub fn restore(db: &Db, from: &Path) -> Result<usize, ServerError> {
         t.exec("DELETE FROM meta", &[])?;
         t.exec("DELETE FROM counters", &[])?;
         let mut n = 0;
+        // Audit rows of a backup made before `audit_log` (the old one-row-per-event table).
+        let mut old_audit = Vec::new();
         loop {
             if z.fill_buf().map_err(|_| bad())?.is_empty() {
                 break;
             }
             let (table, row): (String, Row) = ciborium::from_reader(&mut z).map_err(|_| bad())?;
+            if table == "audit" {
+                old_audit.push(row);
+                n += 1;
+                continue;
+            }
             if !TABLES.contains(&table.as_str()) || row.is_empty() {
                 return Err(bad());
             }
@@ -119,6 +126,7 @@ pub fn restore(db: &Db, from: &Path) -> Result<usize, ServerError> {
              ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             &[crate::db::SCHEMA_VERSION.into()],
         )?;
+        crate::audit::restore_legacy(t, db.backend() == "postgres", old_audit)?;
         Ok(n)
     })
 }

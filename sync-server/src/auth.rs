@@ -366,26 +366,22 @@ impl LoginLimiter {
     pub fn restore(&self, t: &mut dyn Sql) -> Result<usize, crate::db::DbError> {
         let now = now_ms();
         let since = now - LOGIN_WINDOW.as_millis() as i64;
-        let rows = t.query(
-            "SELECT at, username, action, detail FROM audit
-             WHERE at >= $1 AND action IN ('login', 'login_failed') ORDER BY at",
-            &[since.into()],
-        )?;
+        let events = crate::audit::logins_since(t, since)?;
         let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         let mut n = 0;
-        for r in rows {
-            let age = Duration::from_millis((now - r[0].int()).max(0) as u64);
+        for e in events {
+            let age = Duration::from_millis((now - e.at_ms).max(0) as u64);
             // Before the process's clock began: counted from now (a longer lockout).
             let when = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
-            let user = r[1].text().unwrap_or_default().to_string();
-            match r[2].text() {
-                Some("login") => {
+            let user = e.username;
+            match e.action.as_str() {
+                "login" => {
                     map.remove(&user);
                 }
-                Some("login_failed") => {
-                    let addr = r[3]
-                        .text()
-                        .and_then(|d| d.split_once(" from "))
+                "login_failed" => {
+                    let addr = e
+                        .detail
+                        .split_once(" from ")
                         .and_then(|(_, a)| a.trim().parse::<std::net::IpAddr>().ok());
                     Self::failed_at(&mut map, user, when);
                     if let Some(a) = addr {

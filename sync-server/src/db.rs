@@ -98,6 +98,9 @@ pub enum DbError {
     /// The shared transaction of a group commit failed (or a piece of it panicked).
     #[error("transaksi bersama gagal: {0} (group commit failed)")]
     Group(String),
+    /// A stored record that does not decode (e.g. an audit body).
+    #[error("data tersimpan rusak: {0} (corrupt stored record)")]
+    Corrupt(String),
 }
 
 /// The storage trait: run a statement, or run a query and get its rows. Implemented by an
@@ -385,7 +388,8 @@ pub const TABLES: &[&str] = &[
     "locations",
     "erased",
     "erased_locations",
-    "audit",
+    "audit_log",
+    "audit_households",
 ];
 
 impl Db {

@@ -103,7 +103,7 @@ impl Srv {
     fn dump(&self) -> Vec<(String, Vec<Vec<Value>>)> {
         TABLES
             .iter()
-            .filter(|t| !["tokens", "audit"].contains(*t))
+            .filter(|t| !["tokens", "audit_log", "audit_households"].contains(*t))
             .map(|t| {
                 let rows = self
                     .db

@@ -22,6 +22,8 @@ const DESA_B: &str = "32.14.02.2002";
 #[path = "server/reports.rs"]
 mod reports;
 
+#[path = "server/audit.rs"]
+mod audit;
 #[path = "server/layout.rs"]
 mod layout;
 
