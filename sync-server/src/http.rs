@@ -421,7 +421,7 @@ fn encode_answer(resp: &kunjung_protocol::SyncResponse) -> Result<Vec<u8>, Serve
         .map_err(|e| ServerError::Internal(format!("CBOR: {e}")))?;
     let level = match cbor.len() {
         0..=4096 => 19,
-        4097..=262_144 => 3,
+        4097..=262_144 => 1,
         _ => 9,
     };
     ZSTD.with(|z| {

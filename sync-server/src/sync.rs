@@ -307,6 +307,15 @@ impl Stored {
                 want.extend(c.deps().iter().map(|d| d.0.to_vec()));
             }
         }
+        self.lookup(t, want)
+    }
+
+    /// Looks up which household holds each of these hashes.
+    fn lookup(
+        &mut self,
+        t: &mut dyn Sql,
+        want: std::collections::BTreeSet<Vec<u8>>,
+    ) -> Result<(), ServerError> {
         if want.is_empty() {
             return Ok(());
         }
@@ -543,12 +552,18 @@ pub struct Precheck {
 }
 
 /// Reads what [`plan`] needs, on a read connection (no lock).
+///
+/// Only the hashes whose answer can matter are looked up: every dependency outside the
+/// push, and a pushed change only when its actor sequence number is not above the
+/// household's highest for that actor (a retry, or a fork). A change above it cannot be
+/// stored under this household yet — [`plan`] takes it as new (and a copy stored under
+/// another household is refused by its insert). At the end of a day that is a few
+/// dependencies per household instead of every hash.
 pub fn precheck(t: &mut dyn Sql, groups: &[Prepared]) -> Result<Precheck, ServerError> {
     let fast: Vec<&Prepared> = groups.iter().filter(|g| g.record_only).collect();
-    let stored = Stored::fetch(t, fast.iter().copied())?;
     let mut rows = std::collections::HashMap::new();
     let mut erased = std::collections::HashSet::new();
-    for g in fast {
+    for g in &fast {
         let id = g.household_id;
         if crate::erase::is_erased(t, id)? {
             erased.insert(id);
@@ -556,6 +571,31 @@ pub fn precheck(t: &mut dyn Sql, groups: &[Prepared]) -> Result<Precheck, Server
             rows.insert(id, r);
         }
     }
+    let mut want: std::collections::BTreeSet<Vec<u8>> = Default::default();
+    for g in &fast {
+        let Ok(changes) = &g.changes else { continue };
+        let seqs = rows
+            .get(&g.household_id)
+            .and_then(|r: &HouseholdRow| actor_seqs_of(r.actors.as_deref()));
+        let own: std::collections::HashSet<automerge::ChangeHash> =
+            changes.iter().map(|c| c.hash()).collect();
+        for c in changes {
+            let have = seqs
+                .as_ref()
+                .map(|s| s.get(&c.actor_id().to_hex_string()).copied().unwrap_or(0));
+            if have.is_none_or(|h| c.seq() <= h) {
+                want.insert(c.hash().0.to_vec());
+            }
+            want.extend(
+                c.deps()
+                    .iter()
+                    .filter(|d| !own.contains(d))
+                    .map(|d| d.0.to_vec()),
+            );
+        }
+    }
+    let mut stored = Stored(Default::default());
+    stored.lookup(t, want)?;
     Ok(Precheck {
         stored,
         rows,

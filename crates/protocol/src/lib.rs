@@ -333,7 +333,7 @@ pub fn encode_answer<T: Serialize>(msg: &T) -> Result<Vec<u8>, ProtocolError> {
     ciborium::into_writer(msg, &mut cbor).map_err(|e| ProtocolError::Encode(e.to_string()))?;
     let level = match cbor.len() {
         0..=4096 => 19,
-        4097..=262_144 => 3,
+        4097..=262_144 => 1,
         _ => 9,
     };
     zstd::bulk::compress(&cbor, level).map_err(|e| ProtocolError::Encode(e.to_string()))
