@@ -281,6 +281,8 @@ struct Device {
     /// Snapshots and changes received, per household, in order.
     received: BTreeMap<uuid::Uuid, Vec<Vec<u8>>>,
     latencies: Vec<f64>,
+    /// When each sync started (seconds after the clock started), beside `latencies`.
+    started: Vec<f64>,
     errors: Vec<String>,
     requests: u64,
     sent: u64,
@@ -611,6 +613,7 @@ pub fn run_on(
             acked: HashMap::new(),
             received: BTreeMap::new(),
             latencies: Vec::new(),
+            started: Vec::new(),
             errors: Vec::new(),
             requests: 0,
             sent: 0,
@@ -718,6 +721,10 @@ pub fn run_on(
     let gen0 = cpu_seconds(std::process::id());
     let db0 = db_root_pid.map(tree_cpu_seconds).unwrap_or(0.0);
     let start = Instant::now() + Duration::from_millis(200);
+    let start_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+        + 0.2;
     let deadline = start + Duration::from_secs_f64(cfg.seconds);
     let syncs = AtomicU64::new(0);
     let net = &net;
@@ -738,6 +745,7 @@ pub fn run_on(
                     match d.sync(net, Some(batch)) {
                         Ok(()) => {
                             d.latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+                            d.started.push(t.duration_since(start).as_secs_f64());
                             syncs.fetch_add(1, Ordering::Relaxed);
                         }
                         Err(e) => d.errors.push(format!("{e:#}")),
@@ -842,6 +850,19 @@ pub fn run_on(
     }
     log(format!("verified ({:.1} s)", t.elapsed().as_secs_f64()));
 
+    // Every sync's start and latency, to tell stalls (slow syncs bunched in time) from
+    // saturation (slow syncs everywhere).
+    let mut trace =
+        format!("# clock started at unix time {start_epoch:.3}\ndevice,started_s,latency_ms\n");
+    for (i, d) in devices.iter().enumerate() {
+        for (s, l) in d.started.iter().zip(&d.latencies) {
+            trace.push_str(&format!("{i},{s:.4},{l:.2}\n"));
+        }
+    }
+    let trace_path = crate::sh::root().join(format!("target/load/latencies-{backend}.csv"));
+    std::fs::create_dir_all(trace_path.parent().expect("target/load"))?;
+    std::fs::write(&trace_path, trace)?;
+    log(format!("latencies in {}", trace_path.display()));
     let mut lat: Vec<f64> = devices
         .iter()
         .flat_map(|d| d.latencies.iter().copied())
@@ -1062,6 +1083,7 @@ pub fn first_sync(bin: &Path, n: usize, verbose: bool) -> Result<FirstSync> {
         acked: HashMap::new(),
         received: BTreeMap::new(),
         latencies: Vec::new(),
+        started: Vec::new(),
         errors: Vec::new(),
         requests: 0,
         sent: 0,
