@@ -594,11 +594,8 @@ impl Db {
             let _ = c.execute_batch("PRAGMA busy_timeout = 1000;");
             loop {
                 std::thread::sleep(CHECKPOINT_EVERY);
-                // The frames in the log.
-                let passive = |c: &rusqlite::Connection| {
-                    c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1))
-                };
-                match passive(&c) {
+                // Its second column: the frames in the log.
+                match c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1)) {
                     Ok(log) if log < CHECKPOINT_MIN_FRAMES => continue,
                     Ok(_) => {}
                     Err(e) => {
