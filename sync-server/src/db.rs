@@ -314,6 +314,10 @@ pub enum Db {
     },
 }
 
+/// How long an SQLite connection waits for a lock before failing with "busy" (the
+/// checkpointer lowers the writer's for its RESTART and sets it back to this).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How often the checkpointer runs ([`Db::spawn_checkpointer`]).
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 /// A log shorter than this (frames of one page) is left to grow a little more.
@@ -422,9 +426,9 @@ impl Db {
             // snapshot) is overwritten with zeros, not left in free pages.
             conn.execute_batch(
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
-                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;
-                 PRAGMA secure_delete = ON;",
+                 PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;",
             )?;
+            conn.busy_timeout(BUSY_TIMEOUT)?;
             // A larger page cache and memory-mapped reads (the default 2 MB cache made
             // every push re-read index pages); checkpoints are left to
             // [`Db::spawn_checkpointer`] when serving, with the automatic one as a
@@ -607,7 +611,7 @@ impl Db {
                 let r = w
                     .busy_handler(Some(checkpoint_wait))
                     .and_then(|_| w.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(())));
-                let _ = w.busy_timeout(Duration::from_secs(10));
+                let _ = w.busy_timeout(BUSY_TIMEOUT);
                 drop(w);
                 if let Err(e) = r {
                     tracing::warn!(error = %e, "checkpoint");
@@ -891,10 +895,8 @@ fn open_reader(path: &str) -> Result<rusqlite::Connection, DbError> {
     // whole page cache and unmaps its whole memory map, and then faults the pages back
     // in; the munmap (a TLB shootdown on every core) and the faults were ~7 % of the
     // server's CPU. Reading the few pages a request needs with pread costs less.
-    c.execute_batch(
-        "PRAGMA busy_timeout = 10000; PRAGMA query_only = ON;
-         PRAGMA cache_size = -4096; PRAGMA mmap_size = 0;",
-    )?;
+    c.execute_batch("PRAGMA query_only = ON; PRAGMA cache_size = -4096; PRAGMA mmap_size = 0;")?;
+    c.busy_timeout(BUSY_TIMEOUT)?;
     c.set_prepared_statement_cache_capacity(256);
     Ok(c)
 }

@@ -954,8 +954,13 @@ fn checkpointer_keeps_the_log_short_under_steady_writes() {
         .map(|m| m.len() as usize)
         .unwrap_or(0);
     assert!(written > 4 << 20, "wrote only {written} bytes");
+    eprintln!("log {wal} bytes for {written} bytes written");
+    // A log that never started over holds every frame written (more than `written`).
+    // Three quarters leaves room for a loaded machine, where a reader preempted mid-read
+    // makes some RESTARTs give up (CI saw 35 %, four CPU burners beside the whole suite
+    // 23-38 %, a quiet machine under 10 %).
     assert!(
-        wal < written / 4,
+        wal < written / 4 * 3,
         "the log grew to {wal} bytes for {written} bytes written: it never started over"
     );
 }
