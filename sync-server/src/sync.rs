@@ -281,8 +281,19 @@ fn note_actor(seqs: &mut ActorSeqs, c: &automerge::Change) {
 /// the push stores changes.
 struct Stored(std::collections::HashMap<Vec<u8>, String>);
 
-/// Placeholders per lookup query: a fixed count (padded), so one prepared statement serves.
+/// Hashes per lookup query at most (see [`LOOKUP_SQL`]).
 const LOOKUP_CHUNK: usize = 64;
+
+/// The hash lookups of [`Stored::lookup`] with 8, 16, 32 and 64 values.
+static LOOKUP_SQL: std::sync::LazyLock<[String; 4]> = std::sync::LazyLock::new(|| {
+    [8usize, 16, 32, 64].map(|n| {
+        let ph: Vec<String> = (1..=n).map(|i| format!("${i}")).collect();
+        format!(
+            "SELECT hash, household_id FROM changes WHERE hash IN ({})",
+            ph.join(", ")
+        )
+    })
+});
 
 impl Stored {
     fn fetch<'a>(
@@ -320,17 +331,17 @@ impl Stored {
             return Ok(());
         }
         let want: Vec<Vec<u8>> = want.into_iter().collect();
-        let ph: Vec<String> = (1..=LOOKUP_CHUNK).map(|i| format!("${i}")).collect();
-        let sql = format!(
-            "SELECT hash, household_id FROM changes WHERE hash IN ({})",
-            ph.join(", ")
-        );
         for chunk in want.chunks(LOOKUP_CHUNK) {
+            // A few statement shapes (8, 16, 32 or 64 values), padded with the first
+            // hash: a handful of cached statements, and an end-of-day push (a dozen
+            // dependencies) binds 16 values, not 64.
+            let n = chunk.len().next_power_of_two().clamp(8, LOOKUP_CHUNK);
+            let sql = LOOKUP_SQL[n.trailing_zeros() as usize - 3].as_str();
             let mut params: Vec<Value> = chunk.iter().map(|h| h.clone().into()).collect();
-            while params.len() < LOOKUP_CHUNK {
+            while params.len() < n {
                 params.push(chunk[0].clone().into());
             }
-            for r in t.query(&sql, &params)? {
+            for r in t.query(sql, &params)? {
                 self.0.insert(
                     r[0].blob().to_vec(),
                     r[1].text().unwrap_or_default().to_string(),

@@ -321,7 +321,7 @@ pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, ProtocolError> {
     // Small bodies (end-of-day syncs) get the strongest level, which costs little at that
     // size; large pages (first sync) a level that keeps the server fast.
     let level = if cbor.len() < 128 * 1024 { 19 } else { 9 };
-    zstd::bulk::compress(&cbor, level).map_err(|e| ProtocolError::Encode(e.to_string()))
+    compress(&cbor, level)
 }
 
 /// Encodes a server answer: zstd 19 only for small bodies (an acknowledgement, a quiet
@@ -336,7 +336,7 @@ pub fn encode_answer<T: Serialize>(msg: &T) -> Result<Vec<u8>, ProtocolError> {
         4097..=262_144 => 1,
         _ => 9,
     };
-    zstd::bulk::compress(&cbor, level).map_err(|e| ProtocolError::Encode(e.to_string()))
+    compress(&cbor, level)
 }
 
 /// Encodes a message as zstd-compressed CBOR at a given zstd level (any level decodes
@@ -344,11 +344,62 @@ pub fn encode_answer<T: Serialize>(msg: &T) -> Result<Vec<u8>, ProtocolError> {
 pub fn encode_level<T: Serialize>(msg: &T, level: i32) -> Result<Vec<u8>, ProtocolError> {
     let mut cbor = Vec::new();
     ciborium::into_writer(msg, &mut cbor).map_err(|e| ProtocolError::Encode(e.to_string()))?;
-    zstd::bulk::compress(&cbor, level).map_err(|e| ProtocolError::Encode(e.to_string()))
+    compress(&cbor, level)
+}
+
+thread_local! {
+    /// Each thread's zstd contexts, kept between messages: making a new one per message
+    /// (allocating and clearing its tables) cost a sync's sender more than compressing.
+    static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// zstd at `level` with this thread's context (one frame, with its content size).
+fn compress(data: &[u8], level: i32) -> Result<Vec<u8>, ProtocolError> {
+    let err = |e: std::io::Error| ProtocolError::Encode(e.to_string());
+    COMPRESSOR.with(|c| {
+        let mut c = c.borrow_mut();
+        let z = match c.as_mut() {
+            Some(z) => {
+                z.set_compression_level(level).map_err(err)?;
+                z
+            }
+            None => c.insert(zstd::bulk::Compressor::new(level).map_err(err)?),
+        };
+        z.compress(data).map_err(err)
+    })
+}
+
+/// Bodies whose frame header declares at most this many bytes are inflated in one call
+/// into a buffer of that size; others (and any the one call refuses) go through the
+/// streaming decoder and its limit.
+const ONE_CALL_MAX: u64 = 16 * 1024 * 1024;
+
+/// Inflates a body whose (first) frame declares its size, in one call with this thread's
+/// context; `None` when that does not apply or fails (the caller streams instead).
+fn decompress_declared(body: &[u8]) -> Option<Vec<u8>> {
+    let size = zstd::zstd_safe::get_frame_content_size(body).ok()??;
+    if size > ONE_CALL_MAX {
+        return None;
+    }
+    DECOMPRESSOR.with(|d| {
+        let mut d = d.borrow_mut();
+        let z = match d.as_mut() {
+            Some(z) => z,
+            None => d.insert(zstd::bulk::Decompressor::new().ok()?),
+        };
+        z.decompress(body, size as usize).ok()
+    })
 }
 
 /// Decodes a zstd-compressed CBOR message, refusing to inflate past [`MAX_DECODED_BYTES`].
 pub fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ProtocolError> {
+    if let Some(cbor) = decompress_declared(body) {
+        return ciborium::from_reader(cbor.as_slice())
+            .map_err(|e| ProtocolError::Decode(e.to_string()));
+    }
     let dec =
         zstd::stream::read::Decoder::new(body).map_err(|e| ProtocolError::Decode(e.to_string()))?;
     let mut cbor = Vec::new();
@@ -483,5 +534,53 @@ mod tests {
         ));
         let not_cbor = zstd::bulk::compress(b"\xff\xff\xff", 3).unwrap();
         assert!(decode::<SyncRequest>(&not_cbor).is_err());
+    }
+
+    /// Bodies the one-call path does not take (a streamed frame without its size, two
+    /// frames, a frame cut short) still decode, or fail with a clear error.
+    #[test]
+    fn every_zstd_framing_decodes() {
+        use std::io::Write;
+        let req = SyncRequest {
+            cursor: None,
+            changes: vec![HouseholdChanges {
+                household_id: Uuid::from_u128(7),
+                changes: vec![
+                    ByteBuf::from(vec![1u8; 5000]),
+                    ByteBuf::from(vec![2u8; 300]),
+                ],
+            }],
+            page_size: Some(9),
+        };
+        let mut cbor = Vec::new();
+        ciborium::into_writer(&req, &mut cbor).unwrap();
+        let same = |body: &[u8]| {
+            let back: SyncRequest = decode(body).unwrap();
+            assert_eq!(back.changes[0].changes, req.changes[0].changes);
+            assert_eq!(back.page_size, Some(9));
+        };
+        // One frame with its size (what every encoder here writes), twice on one thread.
+        let one = encode_level(&req, 3).unwrap();
+        assert!(zstd::zstd_safe::get_frame_content_size(&one)
+            .unwrap()
+            .is_some());
+        same(&one);
+        same(&one);
+        // A streamed frame: no size in its header.
+        let mut w = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+        w.write_all(&cbor).unwrap();
+        let streamed = w.finish().unwrap();
+        assert_eq!(
+            zstd::zstd_safe::get_frame_content_size(&streamed).unwrap(),
+            None
+        );
+        same(&streamed);
+        // Two frames, the first declaring only its own part.
+        let (a, b) = cbor.split_at(100);
+        let mut two = zstd::bulk::compress(a, 3).unwrap();
+        two.extend(zstd::bulk::compress(b, 3).unwrap());
+        same(&two);
+        // Cut short: an error, not a panic.
+        assert!(decode::<SyncRequest>(&one[..one.len() - 4]).is_err());
     }
 }
