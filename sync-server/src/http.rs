@@ -396,7 +396,7 @@ async fn sync_handler(
             more = resp.more,
             "sync"
         );
-        encode_answer(&resp)
+        kunjung_protocol::encode_answer(&resp).map_err(|e| ServerError::Internal(e.to_string()))
     })
     .await?;
     Ok((
@@ -407,36 +407,6 @@ async fn sync_handler(
         out,
     )
         .into_response())
-}
-
-/// [`kunjung_protocol::encode_answer`] (the same levels, so the same bytes on the wire)
-/// with the zstd context kept per thread instead of made per answer.
-fn encode_answer(resp: &kunjung_protocol::SyncResponse) -> Result<Vec<u8>, ServerError> {
-    thread_local! {
-        static ZSTD: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
-            const { std::cell::RefCell::new(None) };
-    }
-    let mut cbor = Vec::with_capacity(4096);
-    ciborium::into_writer(resp, &mut cbor)
-        .map_err(|e| ServerError::Internal(format!("CBOR: {e}")))?;
-    let level = match cbor.len() {
-        0..=4096 => 19,
-        4097..=262_144 => 1,
-        _ => 9,
-    };
-    ZSTD.with(|z| {
-        let mut z = z.borrow_mut();
-        let c = match z.as_mut() {
-            Some(c) => c,
-            None => z.insert(
-                zstd::bulk::Compressor::new(level)
-                    .map_err(|e| ServerError::Internal(format!("zstd: {e}")))?,
-            ),
-        };
-        c.set_compression_level(level)
-            .and_then(|_| c.compress(&cbor))
-            .map_err(|e| ServerError::Internal(format!("zstd: {e}")))
-    })
 }
 
 async fn household(

@@ -329,7 +329,7 @@ pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, ProtocolError> {
 /// where level 19 would cost the server ~10 ms of CPU per answer) and level 9 for large
 /// first-sync pages, where bytes on the wire matter most.
 pub fn encode_answer<T: Serialize>(msg: &T) -> Result<Vec<u8>, ProtocolError> {
-    let mut cbor = Vec::new();
+    let mut cbor = Vec::with_capacity(4096);
     ciborium::into_writer(msg, &mut cbor).map_err(|e| ProtocolError::Encode(e.to_string()))?;
     let level = match cbor.len() {
         0..=4096 => 19,
