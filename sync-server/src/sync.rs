@@ -281,12 +281,15 @@ fn note_actor(seqs: &mut ActorSeqs, c: &automerge::Change) {
 /// the push stores changes.
 struct Stored(std::collections::HashMap<Vec<u8>, String>);
 
-/// Hashes per lookup query at most (see [`LOOKUP_SQL`]).
-const LOOKUP_CHUNK: usize = 64;
+/// The value counts of [`Stored::lookup`]'s statements (a chunk is padded to the next):
+/// a handful of cached statements, and an end-of-day push (a dozen dependencies) binds 16
+/// values, not 64. The last is the most hashes per query.
+const LOOKUP_SIZES: [usize; 4] = [8, 16, 32, 64];
+const LOOKUP_CHUNK: usize = LOOKUP_SIZES[LOOKUP_SIZES.len() - 1];
 
-/// The hash lookups of [`Stored::lookup`] with 8, 16, 32 and 64 values.
+/// The hash lookups of [`Stored::lookup`], one per [`LOOKUP_SIZES`].
 static LOOKUP_SQL: std::sync::LazyLock<[String; 4]> = std::sync::LazyLock::new(|| {
-    [8usize, 16, 32, 64].map(|n| {
+    LOOKUP_SIZES.map(|n| {
         let ph: Vec<String> = (1..=n).map(|i| format!("${i}")).collect();
         format!(
             "SELECT hash, household_id FROM changes WHERE hash IN ({})",
@@ -332,11 +335,12 @@ impl Stored {
         }
         let want: Vec<Vec<u8>> = want.into_iter().collect();
         for chunk in want.chunks(LOOKUP_CHUNK) {
-            // A few statement shapes (8, 16, 32 or 64 values), padded with the first
-            // hash: a handful of cached statements, and an end-of-day push (a dozen
-            // dependencies) binds 16 values, not 64.
-            let n = chunk.len().next_power_of_two().clamp(8, LOOKUP_CHUNK);
-            let sql = LOOKUP_SQL[n.trailing_zeros() as usize - 3].as_str();
+            // Padded with the first hash up to the statement's count.
+            let k = LOOKUP_SIZES
+                .iter()
+                .position(|&n| n >= chunk.len())
+                .unwrap_or(LOOKUP_SIZES.len() - 1);
+            let (n, sql) = (LOOKUP_SIZES[k], LOOKUP_SQL[k].as_str());
             let mut params: Vec<Value> = chunk.iter().map(|h| h.clone().into()).collect();
             while params.len() < n {
                 params.push(chunk[0].clone().into());
