@@ -328,8 +328,9 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 /// waiting for readers on older snapshots): done every round at 256 frames, that blocked
 /// the writer ~30 % of the time at 400 syncs/s.
 pub const CHECKPOINT_RESTART_FRAMES: i64 = 8192;
-/// Extra copying passes beside the writer before the RESTART, each while the one before
-/// copied at least this many frames, so the writer's lock is held for fewer of them.
+/// Up to this many more copying passes beside the writer before the RESTART, stopping
+/// after one that copied fewer than this many frames, so the writer's lock is held for
+/// fewer of them.
 const CHECKPOINT_CATCH_UP: (usize, i64) = (3, 64);
 /// How long the RESTART step waits, holding the writer's lock, for readers on an older
 /// snapshot to finish.
