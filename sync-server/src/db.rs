@@ -637,12 +637,21 @@ impl Db {
                         _ => break,
                     }
                 }
+                let asked = std::time::Instant::now();
                 let mut w = writer.lock().unwrap_or_else(|e| e.into_inner());
+                let held = std::time::Instant::now();
                 let r = w
                     .busy_handler(Some(checkpoint_wait))
                     .and_then(|_| w.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(())));
                 let _ = w.busy_timeout(BUSY_TIMEOUT);
                 drop(w);
+                // How long the writer waited on this step (`RUST_LOG=debug`).
+                tracing::debug!(
+                    copied,
+                    wait_ms = (held - asked).as_secs_f64() * 1e3,
+                    held_ms = held.elapsed().as_secs_f64() * 1e3,
+                    "log started over"
+                );
                 if let Err(e) = r {
                     tracing::warn!(error = %e, "checkpoint");
                 }

@@ -75,12 +75,103 @@ fn panic_text(p: &Box<dyn Any + Send>) -> String {
 pub struct Group {
     state: Mutex<State>,
     done: Condvar,
+    /// Wakes the dedicated writer, if there is one ([`spawn_writer`]).
+    work: Condvar,
 }
 
 #[derive(Default)]
 struct State {
     queue: Vec<Box<dyn Task>>,
     writing: bool,
+    /// A dedicated writer thread runs every batch; callers only queue and wait.
+    dedicated: bool,
+}
+
+/// Runs one batch in one transaction; on a failure each piece runs again on its own.
+fn run_batch(db: &Db, mut batch: Vec<Box<dyn Task>>) {
+    let r = db.tx(true, |t| -> Result<(), DbError> {
+        for task in batch.iter_mut() {
+            if !task.run(t) {
+                return Err(DbError::Group("rolled back".into()));
+            }
+        }
+        Ok(())
+    });
+    match r {
+        Ok(()) => {
+            for task in batch {
+                task.finish(Ok(()));
+            }
+        }
+        Err(_) if batch.len() > 1 => {
+            // One piece failed: each runs again on its own.
+            for mut task in batch {
+                let r = db.tx(true, |t| -> Result<(), DbError> {
+                    if task.run(t) {
+                        Ok(())
+                    } else {
+                        Err(DbError::Group("rolled back".into()))
+                    }
+                });
+                task.finish(r);
+            }
+        }
+        Err(e) => {
+            // A batch of one: its own error, or the commit's.
+            if let Some(task) = batch.into_iter().next() {
+                task.finish(Err(e));
+            }
+        }
+    }
+}
+
+/// Starts a thread of its own that runs every batch of `db(&owner)`'s group (the
+/// server: `owner` is its state, kept for the process's life). Started from a thread at
+/// normal priority, it keeps that priority while the request threads run at a lower one
+/// (`KUNJUNG_REQUEST_NICE`, main.rs): the writer is the one serial step of every push,
+/// and on a busy machine, sharing the CPU equally with the requests it serves, it fell
+/// behind and every push queued behind it.
+pub fn spawn_writer<S: Send + Sync + 'static>(
+    owner: std::sync::Arc<S>,
+    db: fn(&S) -> &Db,
+) -> std::io::Result<()> {
+    let (Db::Sqlite { group, .. } | Db::Postgres { group, .. }) = db(&owner);
+    group
+        .state
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .dedicated = true;
+    let back = owner.clone();
+    let run = move || {
+        let d = db(&owner);
+        let (Db::Sqlite { group, .. } | Db::Postgres { group, .. }) = d;
+        let mut st = group.state.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if st.queue.is_empty() {
+                st = group.work.wait(st).unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            st.writing = true;
+            let batch = std::mem::take(&mut st.queue);
+            drop(st);
+            run_batch(d, batch);
+            st = group.state.lock().unwrap_or_else(|e| e.into_inner());
+            st.writing = false;
+            group.done.notify_all();
+        }
+    };
+    match std::thread::Builder::new().name("writer".into()).spawn(run) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let (Db::Sqlite { group, .. } | Db::Postgres { group, .. }) = db(&back);
+            group
+                .state
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .dedicated = false;
+            Err(e)
+        }
+    }
 }
 
 impl Group {
@@ -104,47 +195,19 @@ impl Group {
             if let Some(r) = slot.lock().unwrap_or_else(|e| e.into_inner()).take() {
                 return r;
             }
+            if st.dedicated {
+                self.work.notify_one();
+                st = self.done.wait(st).unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
             if st.writing {
                 st = self.done.wait(st).unwrap_or_else(|e| e.into_inner());
                 continue;
             }
             st.writing = true;
-            let mut batch = std::mem::take(&mut st.queue);
+            let batch = std::mem::take(&mut st.queue);
             drop(st);
-            let r = db.tx(true, |t| -> Result<(), DbError> {
-                for task in batch.iter_mut() {
-                    if !task.run(t) {
-                        return Err(DbError::Group("rolled back".into()));
-                    }
-                }
-                Ok(())
-            });
-            match r {
-                Ok(()) => {
-                    for task in batch {
-                        task.finish(Ok(()));
-                    }
-                }
-                Err(_) if batch.len() > 1 => {
-                    // One piece failed: each runs again on its own.
-                    for mut task in batch {
-                        let r = db.tx(true, |t| -> Result<(), DbError> {
-                            if task.run(t) {
-                                Ok(())
-                            } else {
-                                Err(DbError::Group("rolled back".into()))
-                            }
-                        });
-                        task.finish(r);
-                    }
-                }
-                Err(e) => {
-                    // A batch of one: its own error, or the commit's.
-                    if let Some(task) = batch.into_iter().next() {
-                        task.finish(Err(e));
-                    }
-                }
-            }
+            run_batch(db, batch);
             st = self.state.lock().unwrap_or_else(|e| e.into_inner());
             st.writing = false;
             self.done.notify_all();

@@ -600,6 +600,9 @@ pub async fn serve(state: Arc<AppState>, listen: &str) -> std::io::Result<()> {
     use std::io::Write;
     std::io::stdout().flush()?;
     state.db.spawn_checkpointer();
+    if let Err(e) = crate::group::spawn_writer(state.clone(), |s| &s.db) {
+        tracing::warn!(error = %e, "no dedicated writer thread");
+    }
     sync::spawn_compactor(state.clone());
     let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)

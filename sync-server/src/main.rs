@@ -158,8 +158,10 @@ fn run(cli: Cli) -> Result<()> {
         .with_context(|| format!("membuka basis data (opening database) {}", cli.db))?;
     match cli.cmd {
         Cmd::Serve { listen } => {
+            let nice = request_nice();
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
+                .on_thread_start(move || lower_priority(nice))
                 .build()?;
             rt.block_on(http::serve(http::AppState::new(db)?, &listen))?;
         }
@@ -253,4 +255,30 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// How much lower than the process's own the priority of the threads serving requests is
+/// (env `KUNJUNG_REQUEST_NICE`, 0 to 19, default 5): the database writer and the WAL
+/// checkpointer, started from the main thread, keep the normal one (see
+/// `kunjung_sync_server::group::spawn_writer`).
+fn request_nice() -> i32 {
+    std::env::var("KUNJUNG_REQUEST_NICE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5)
+        .clamp(0, 19)
+}
+
+/// Raises the calling thread's nice value by `by` (on Linux the nice value is per thread;
+/// raising it needs no privilege).
+fn lower_priority(by: i32) {
+    #[cfg(target_os = "linux")]
+    if by > 0 {
+        let tid = Some(rustix::thread::gettid());
+        if let Ok(now) = rustix::process::getpriority_process(tid) {
+            let _ = rustix::process::setpriority_process(tid, now + by);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = by;
 }

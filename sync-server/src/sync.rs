@@ -1771,7 +1771,10 @@ pub fn sync_request(
     token: &str,
     body: &[u8],
 ) -> Result<(User, SyncResponse, PushOutcome, usize), ServerError> {
+    let asked = std::time::Instant::now();
+    let mut reading = asked;
     let r = db.read(|t| -> Result<Read, ServerError> {
+        reading = std::time::Instant::now();
         let user = crate::auth::authenticate(t, token)?;
         let req: SyncRequest = kunjung_protocol::decode(body)?;
         let prepared = prepare(&req.changes);
@@ -1826,6 +1829,7 @@ pub fn sync_request(
             changes: vec![ByteBuf::new(); g.changes.len()],
         })
         .collect();
+    let writing = std::time::Instant::now();
     let (u, c) = (user.clone(), cache.clone());
     let (out, keep) = db.grouped(move |t| -> Result<_, ServerError> {
         let (out, keep) = push_planned(t, &u, &prepared, &plans, &c)?;
@@ -1838,6 +1842,15 @@ pub fn sync_request(
         crate::audit::write(t, &events)?;
         Ok((out, keep))
     })?;
+    // Where a sync's time went (`RUST_LOG=debug`): waiting for a read connection, the
+    // read transaction, the group commit (queueing behind the writer included).
+    let ms = |a: std::time::Instant, b: std::time::Instant| (b - a).as_secs_f64() * 1e3;
+    tracing::debug!(
+        reader_wait_ms = ms(asked, reading),
+        read_ms = ms(reading, writing),
+        write_ms = writing.elapsed().as_secs_f64() * 1e3,
+        "sync phases"
+    );
     store_kept(db, cache, keep);
     let head = answer_for(&out);
     resp.acked = head.acked;

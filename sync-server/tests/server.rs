@@ -822,9 +822,26 @@ fn erasure_drops_reach_only_the_scopes_that_held_the_household() {
 /// nothing — its own writes are gone, theirs are all there.
 #[test]
 fn group_commit_keeps_every_piece_apart() {
+    for (backend, db) in backends("group") {
+        group_pieces_apart(&backend, &db, None);
+    }
+}
+
+/// The same with the server's dedicated writer thread (`group::spawn_writer`): every
+/// batch runs there, and the callers get their own results as before.
+#[test]
+fn group_commit_keeps_every_piece_apart_on_a_dedicated_writer() {
+    for (backend, db) in backends("groupw") {
+        let db = Arc::new(db);
+        kunjung_sync_server::group::spawn_writer(db.clone(), |d| d).unwrap();
+        group_pieces_apart(&backend, &db, Some("writer"));
+    }
+}
+
+fn group_pieces_apart(backend: &str, db: &Db, writer: Option<&'static str>) {
     use kunjung_sync_server::db::DbError;
     use std::sync::atomic::{AtomicBool, Ordering};
-    for (backend, db) in backends("group") {
+    {
         db.tx(true, |t| {
             t.exec(
                 "CREATE TABLE gc(k BIGINT PRIMARY KEY, v TEXT NOT NULL)",
@@ -841,6 +858,11 @@ fn group_commit_keeps_every_piece_apart() {
             let flag = started.clone();
             let slow = s.spawn(move || {
                 db.grouped(move |t| {
+                    // Run by the dedicated writer when there is one, else by a caller.
+                    let on = std::thread::current().name().map(str::to_string);
+                    if let Some(w) = writer {
+                        assert_eq!(on.as_deref(), Some(w), "piece run off the writer");
+                    }
                     flag.store(true, Ordering::SeqCst);
                     std::thread::sleep(std::time::Duration::from_millis(300));
                     t.exec(
@@ -963,5 +985,87 @@ fn checkpointer_keeps_the_log_short_under_steady_writes() {
     assert!(
         wal < written / 4 * 3,
         "the log grew to {wal} bytes for {written} bytes written: it never started over"
+    );
+}
+
+/// The real server: the threads serving requests run at a lower priority than the
+/// database writer and the checkpointer (`KUNJUNG_REQUEST_NICE`, default 5), so on a busy
+/// machine the one serial step of every push is not starved by the requests queued on it.
+#[cfg(target_os = "linux")]
+#[test]
+fn request_threads_yield_to_the_writer() {
+    use std::io::{BufRead, Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite:{}", dir.path().join("nice.db").display());
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kunjung-server"))
+        .args(["--db", &db, "serve", "--listen", "127.0.0.1:0"])
+        .env_remove("KUNJUNG_REQUEST_NICE")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .unwrap()
+        .to_string();
+    // One request, so the runtime's threads have all started.
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        s,
+        "GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // (thread id, name, nice) of every thread of the server.
+    let threads: Vec<(u32, String, i64)> = std::fs::read_dir(format!("/proc/{}/task", child.id()))
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let tid = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            let (name, rest) = stat.split_once(" (")?.1.rsplit_once(") ")?;
+            // Field 19 (nice), counted from field 3 (state) after the name.
+            Some((
+                tid,
+                name.to_string(),
+                rest.split(' ').nth(16)?.parse().ok()?,
+            ))
+        })
+        .collect();
+    let pid = child.id();
+    let _ = child.kill();
+    let _ = child.wait();
+    let nice_of = |n: &str| -> Vec<i64> {
+        threads
+            .iter()
+            .filter(|(_, name, _)| name == n)
+            .map(|(_, _, v)| *v)
+            .collect()
+    };
+    let base: Vec<i64> = threads
+        .iter()
+        .filter(|(tid, _, _)| *tid == pid)
+        .map(|(_, _, v)| *v)
+        .collect();
+    assert_eq!(base.len(), 1, "{threads:?}");
+    assert_eq!(nice_of("writer"), base, "{threads:?}");
+    assert_eq!(nice_of("checkpoint"), base, "{threads:?}");
+    // The runtime's threads ("tokio-rt-worker"; "tokio-runtime-w" in older versions).
+    let workers: Vec<i64> = threads
+        .iter()
+        .filter(|(_, name, _)| name.starts_with("tokio-r"))
+        .map(|(_, _, v)| *v)
+        .collect();
+    assert!(!workers.is_empty(), "{threads:?}");
+    assert!(
+        workers.iter().all(|&n| n == (base[0] + 5).min(19)),
+        "{threads:?}"
     );
 }
