@@ -145,6 +145,18 @@ pub fn spawn_writer<S: Send + Sync + 'static>(
     let run = move || {
         let d = db(&owner);
         let (Db::Sqlite { group, .. } | Db::Postgres { group, .. }) = d;
+        // Should this thread ever end (a panic outside the pieces, which are caught), the
+        // callers go back to running their batches themselves instead of waiting forever.
+        struct Gone<'a>(&'a Group);
+        impl Drop for Gone<'_> {
+            fn drop(&mut self) {
+                let mut st = self.0.state.lock().unwrap_or_else(|e| e.into_inner());
+                st.dedicated = false;
+                st.writing = false;
+                self.0.done.notify_all();
+            }
+        }
+        let _gone = Gone(group);
         let mut st = group.state.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if st.queue.is_empty() {
