@@ -347,6 +347,22 @@ fn checkpoint_wait(tries: i32) -> bool {
     true
 }
 
+/// The SQLite writer's page cache in KB (env `KUNJUNG_WRITER_CACHE_MB`, default 16 MB).
+/// The writer maps the file (`mmap_size`), so pages it only reads need no cache; and at
+/// every commit SQLite walks the whole cache once (`pcache1TruncateUnsafe`: a b-tree
+/// split that reorders its new pages parks one under the lock-byte page's number, past
+/// the end of any database below 1 GB, so the commit's truncation to the database's size
+/// takes the slow path over every slot). That walk was ~4 % of the server's CPU with a
+/// 64 MB cache.
+fn writer_cache_kb() -> usize {
+    std::env::var("KUNJUNG_WRITER_CACHE_MB")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&mb| mb > 0)
+        .unwrap_or(16)
+        * 1024
+}
+
 /// Read connections for SQLite (env `KUNJUNG_DB_READERS`).
 fn sqlite_readers() -> usize {
     std::env::var("KUNJUNG_DB_READERS")
@@ -440,14 +456,16 @@ impl Db {
             )?;
             conn.busy_timeout(BUSY_TIMEOUT)?;
             stable_plans(&conn)?;
-            // A larger page cache and memory-mapped reads (the default 2 MB cache made
-            // every push re-read index pages); checkpoints are left to
+            // A larger page cache (the default 2 MB made every push re-read index pages;
+            // not too large, see [`writer_cache_kb`]) and memory-mapped reads; checkpoints
+            // are left to
             // [`Db::spawn_checkpointer`] when serving, with the automatic one as a
             // backstop far enough out that it rarely runs inside a request.
-            conn.execute_batch(
-                "PRAGMA cache_size = -65536; PRAGMA mmap_size = 1073741824;
+            conn.execute_batch(&format!(
+                "PRAGMA cache_size = -{}; PRAGMA mmap_size = 1073741824;
                  PRAGMA wal_autocheckpoint = 20000;",
-            )?;
+                writer_cache_kb()
+            ))?;
             // Every statement of a sync stays prepared (the default 16 made them evict
             // each other).
             conn.set_prepared_statement_cache_capacity(256);
@@ -774,6 +792,22 @@ impl Db {
     {
         let (Db::Sqlite { group, .. } | Db::Postgres { group, .. }) = self;
         group.run(self, f)
+    }
+
+    /// How many requests may use the database at once by default: twice the SQLite read
+    /// connections (while half read, the others wait for the writer's next batch), or the
+    /// PostgreSQL pool's size.
+    pub fn default_concurrency(&self) -> usize {
+        match self {
+            Db::Sqlite { .. } => 2 * sqlite_readers(),
+            Db::Postgres { .. } => pg_connections(),
+        }
+    }
+
+    /// The group commit's queue ([`crate::group`]).
+    pub fn group(&self) -> &crate::group::Group {
+        let (Db::Sqlite { group, .. } | Db::Postgres { group, .. }) = self;
+        group
     }
 
     /// Runs `f` in a read-only transaction that sees one committed snapshot. On SQLite it

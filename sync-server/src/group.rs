@@ -14,6 +14,7 @@
 
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use crate::db::{Db, DbError, Sql};
@@ -26,12 +27,30 @@ trait Task: Send {
     fn finish(self: Box<Self>, commit: Result<(), DbError>);
 }
 
-type Slot<T, E> = Arc<Mutex<Option<Result<T, E>>>>;
+/// Where a caller waits for its own result: only its own thread is woken when the result
+/// is in (with a shared condition variable every commit woke every waiting caller, and
+/// they queued on the group's lock one after another to look).
+struct Slot<T, E> {
+    out: Mutex<Option<Result<T, E>>>,
+    ready: Condvar,
+}
 
-struct Work<T, E, F> {
+impl<T, E> Slot<T, E> {
+    fn put(&self, r: Result<T, E>) {
+        *self.out.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+        self.ready.notify_one();
+    }
+
+    fn take(&self) -> Option<Result<T, E>> {
+        self.out.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+struct Work<T, E: From<DbError>, F> {
     f: F,
     out: Option<Result<T, E>>,
-    slot: Slot<T, E>,
+    slot: Arc<Slot<T, E>>,
+    finished: bool,
 }
 
 impl<T, E, F> Task for Work<T, E, F>
@@ -51,15 +70,28 @@ where
         ok
     }
 
-    fn finish(self: Box<Self>, commit: Result<(), DbError>) {
-        let r = match (commit, self.out) {
+    fn finish(mut self: Box<Self>, commit: Result<(), DbError>) {
+        let r = match (commit, self.out.take()) {
             (Ok(()), Some(out)) => out,
             // Its own error (the transaction was rolled back because of it).
             (Err(_), Some(Err(own))) => Err(own),
             (Err(e), _) => Err(E::from(e)),
             (Ok(()), None) => Err(E::from(DbError::Group("not run".into()))),
         };
-        *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+        self.finished = true;
+        self.slot.put(r);
+    }
+}
+
+impl<T, E: From<DbError>, F> Drop for Work<T, E, F> {
+    /// A piece dropped without a result (its writer thread ended mid-batch) still
+    /// answers its caller, with an error, instead of leaving it waiting.
+    fn drop(&mut self) {
+        if !self.finished {
+            self.slot.put(Err(E::from(DbError::Group(
+                "penulis berhenti (writer stopped)".into(),
+            ))));
+        }
     }
 }
 
@@ -74,9 +106,13 @@ fn panic_text(p: &Box<dyn Any + Send>) -> String {
 #[derive(Default)]
 pub struct Group {
     state: Mutex<State>,
+    /// Without a dedicated writer: wakes the callers waiting for the one running a batch.
     done: Condvar,
     /// Wakes the dedicated writer, if there is one ([`spawn_writer`]).
     work: Condvar,
+    /// Batches committed (or rolled back) and the pieces they held, for `/metrics`.
+    batches: AtomicU64,
+    pieces: AtomicU64,
 }
 
 #[derive(Default)]
@@ -88,7 +124,11 @@ struct State {
 }
 
 /// Runs one batch in one transaction; on a failure each piece runs again on its own.
-fn run_batch(db: &Db, mut batch: Vec<Box<dyn Task>>) {
+fn run_batch(db: &Db, group: &Group, mut batch: Vec<Box<dyn Task>>) {
+    group.batches.fetch_add(1, Ordering::Relaxed);
+    group
+        .pieces
+        .fetch_add(batch.len() as u64, Ordering::Relaxed);
     let r = db.tx(true, |t| -> Result<(), DbError> {
         for task in batch.iter_mut() {
             if !task.run(t) {
@@ -146,13 +186,17 @@ pub fn spawn_writer<S: Send + Sync + 'static>(
         let d = db(&owner);
         let (Db::Sqlite { group, .. } | Db::Postgres { group, .. }) = d;
         // Should this thread ever end (a panic outside the pieces, which are caught), the
-        // callers go back to running their batches themselves instead of waiting forever.
+        // callers go back to running their batches themselves instead of waiting forever;
+        // the pieces it held or that were queued answer their callers with an error.
         struct Gone<'a>(&'a Group);
         impl Drop for Gone<'_> {
             fn drop(&mut self) {
                 let mut st = self.0.state.lock().unwrap_or_else(|e| e.into_inner());
                 st.dedicated = false;
                 st.writing = false;
+                let queued = std::mem::take(&mut st.queue);
+                drop(st);
+                drop(queued);
                 self.0.done.notify_all();
             }
         }
@@ -163,13 +207,10 @@ pub fn spawn_writer<S: Send + Sync + 'static>(
                 st = group.work.wait(st).unwrap_or_else(|e| e.into_inner());
                 continue;
             }
-            st.writing = true;
             let batch = std::mem::take(&mut st.queue);
             drop(st);
-            run_batch(d, batch);
+            run_batch(d, group, batch);
             st = group.state.lock().unwrap_or_else(|e| e.into_inner());
-            st.writing = false;
-            group.done.notify_all();
         }
     };
     match std::thread::Builder::new().name("writer".into()).spawn(run) {
@@ -196,21 +237,34 @@ impl Group {
         E: From<DbError> + Send + 'static,
         F: Fn(&mut dyn Sql) -> Result<T, E> + Send + 'static,
     {
-        let slot: Slot<T, E> = Arc::new(Mutex::new(None));
+        let slot = Arc::new(Slot {
+            out: Mutex::new(None),
+            ready: Condvar::new(),
+        });
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         st.queue.push(Box::new(Work {
             f,
             out: None,
             slot: slot.clone(),
+            finished: false,
         }));
-        loop {
-            if let Some(r) = slot.lock().unwrap_or_else(|e| e.into_inner()).take() {
-                return r;
+        if st.dedicated {
+            // The writer answers through the slot, waking this thread alone.
+            self.work.notify_one();
+            drop(st);
+            let mut out = slot.out.lock().unwrap_or_else(|e| e.into_inner());
+            loop {
+                if let Some(r) = out.take() {
+                    return r;
+                }
+                out = slot.ready.wait(out).unwrap_or_else(|e| e.into_inner());
             }
-            if st.dedicated {
-                self.work.notify_one();
-                st = self.done.wait(st).unwrap_or_else(|e| e.into_inner());
-                continue;
+        }
+        // No dedicated writer (tests, the command line): whoever finds no one writing
+        // runs everything queued.
+        loop {
+            if let Some(r) = slot.take() {
+                return r;
             }
             if st.writing {
                 st = self.done.wait(st).unwrap_or_else(|e| e.into_inner());
@@ -219,10 +273,18 @@ impl Group {
             st.writing = true;
             let batch = std::mem::take(&mut st.queue);
             drop(st);
-            run_batch(db, batch);
+            run_batch(db, self, batch);
             st = self.state.lock().unwrap_or_else(|e| e.into_inner());
             st.writing = false;
             self.done.notify_all();
         }
+    }
+
+    /// Batches run so far and the pieces of work they held.
+    pub fn stats(&self) -> (u64, u64) {
+        (
+            self.batches.load(Ordering::Relaxed),
+            self.pieces.load(Ordering::Relaxed),
+        )
     }
 }

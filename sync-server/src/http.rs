@@ -64,6 +64,23 @@ pub struct AppState {
     /// SHA-256 of the scrape token `/metrics` also accepts besides an admin's token
     /// (env `KUNJUNG_METRICS_TOKEN`, at least 16 characters; unset: admins only).
     pub metrics_token: Option<Vec<u8>>,
+    /// Syncs answered at once ([`sync_concurrency`]); the others wait their turn here, in
+    /// order, without a thread of their own.
+    pub syncs: tokio::sync::Semaphore,
+}
+
+/// How many syncs run at once (env `KUNJUNG_SYNC_CONCURRENCY`; default twice the SQLite
+/// read connections, or the PostgreSQL pool's size). A sync holds a thread of the blocking
+/// pool from its read transaction to its commit: 200 devices syncing at once made 200
+/// threads taking turns on two cores, each preempting the others mid-transaction, with a
+/// read connection or the writer's turn held meanwhile. With a bound the rest wait here,
+/// in order and without a thread.
+fn sync_concurrency(db: &Db) -> usize {
+    std::env::var("KUNJUNG_SYNC_CONCURRENCY")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| db.default_concurrency())
 }
 
 /// The scrape token from `KUNJUNG_METRICS_TOKEN`, hashed; shorter than 16 characters it is
@@ -82,6 +99,7 @@ fn metrics_token_from_env() -> Option<Vec<u8>> {
 impl AppState {
     pub fn new(db: Db) -> Result<Arc<AppState>, crate::db::DbError> {
         let limiter = LoginLimiter::default();
+        let syncs = tokio::sync::Semaphore::new(sync_concurrency(&db));
         // Lockouts survive a restart: the failures of the last window, from the audit log.
         db.read(|t| limiter.restore(t))?;
         Ok(Arc::new(AppState {
@@ -93,6 +111,7 @@ impl AppState {
             docs: sync::DocCache::default(),
             metrics_token: metrics_token_from_env(),
             dirty: Default::default(),
+            syncs,
         }))
     }
 }
@@ -375,6 +394,11 @@ async fn sync_handler(
         return Err(ServerError::UnsupportedMedia(CONTENT_TYPE_CBOR));
     }
     let bytes = read_body(body, SYNC_BODY_LIMIT).await?;
+    let _turn = st
+        .syncs
+        .acquire()
+        .await
+        .map_err(|e| ServerError::Internal(e.to_string()))?;
     let out = blocking(&st, move |st| {
         // Token check, decoding, push and pull, audit events (see sync::sync_request).
         let (user, resp, pushed, pulled) = sync::sync_request(&st.db, &st.docs, &token, &bytes)?;
@@ -566,6 +590,16 @@ async fn metrics(
             "kunjung_login_failures_total",
             "Failed logins.",
             m.login_failures.load(Ordering::Relaxed),
+        ),
+        (
+            "kunjung_write_batches_total",
+            "Write transactions of the group commit (each holds one or more pieces).",
+            st.db.group().stats().0,
+        ),
+        (
+            "kunjung_write_pieces_total",
+            "Pieces of write work (pushes, audit events, snapshots) in those transactions.",
+            st.db.group().stats().1,
         ),
     ] {
         out.push_str(&format!(

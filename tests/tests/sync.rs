@@ -306,6 +306,50 @@ fn another_user_on_the_device_gets_none_of_the_previous_users_households() {
     assert_eq!(dev.ids(), BTreeSet::from([ha]));
 }
 
+/// More devices syncing at once than the server answers at once
+/// (`KUNJUNG_SYNC_CONCURRENCY=2`): the others wait their turn (none fails or times out),
+/// and every device ends with every household of the posyandu. The group commit's
+/// counters add up: every write ran in some batch.
+#[test]
+fn syncs_beyond_the_concurrency_limit_wait_their_turn() {
+    const N: usize = 12;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(&sqlite_db(dir.path()), &[("KUNJUNG_SYNC_CONCURRENCY", "2")]);
+    let mut devs: Vec<Device> = (0..N)
+        .map(|i| {
+            server.add_user(&format!("kader{i}"), "kader", &["PSY-A"]);
+            Device::new(&format!("kader{i}"))
+        })
+        .collect();
+    let mut made = BTreeSet::new();
+    for d in devs.iter_mut() {
+        let (h, m) = d.household(DESA_A, "PSY-A");
+        d.visit(m, "kunjungan");
+        made.insert(h);
+    }
+    let pieces0 = server.metric("kunjung_write_pieces_total");
+    // All at once, twice: the pushes (and what was already there), then the rest.
+    for _ in 0..2 {
+        std::thread::scope(|sc| {
+            for d in devs.iter_mut() {
+                let server = &server;
+                sc.spawn(move || assert!(d.sync(server).verified));
+            }
+        });
+    }
+    for d in devs.iter_mut() {
+        assert_eq!(d.ids(), made);
+    }
+    let batches = server.metric("kunjung_write_batches_total");
+    let pieces = server.metric("kunjung_write_pieces_total");
+    // Every sync wrote (its push or its audit events) in some batch.
+    assert!(pieces - pieces0 >= 2 * N as i64, "{pieces0} -> {pieces}");
+    assert!(
+        batches >= 1 && batches <= pieces,
+        "{batches} batches, {pieces} pieces"
+    );
+}
+
 #[test]
 fn disabled_user_token_stops_at_once() {
     let dir = tempfile::tempdir().unwrap();

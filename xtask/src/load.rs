@@ -148,7 +148,11 @@ impl Server {
     pub fn start(bin: &Path, db: &str, env: &[(&str, &str)]) -> Result<Server> {
         let mut child = Command::new(bin)
             .args(["--db", db, "serve", "--listen", "127.0.0.1:0"])
-            .env("RUST_LOG", "warn")
+            // `KUNJUNG_LOAD_SERVER_LOG=debug` shows the server's sync phases and log restarts.
+            .env(
+                "RUST_LOG",
+                std::env::var("KUNJUNG_LOAD_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .env("KUNJUNG_METRICS_TOKEN", METRICS_TOKEN)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
@@ -527,15 +531,16 @@ impl Device {
         for (h, c) in pushed {
             self.acked.insert(h, c);
         }
-        for s in &resp.snapshots {
+        let mut resp = resp;
+        for s in std::mem::take(&mut resp.snapshots) {
             self.received
                 .entry(s.household_id)
                 .or_default()
-                .push(s.bytes.to_vec());
+                .push(s.bytes.into_vec());
         }
-        for g in &resp.changes {
+        for g in std::mem::take(&mut resp.changes) {
             let e = self.received.entry(g.household_id).or_default();
-            e.extend(g.changes.iter().map(|c| c.to_vec()));
+            e.extend(g.changes.into_iter().map(ByteBuf::into_vec));
         }
         self.cursor = Some(resp.next_cursor.clone());
         Ok(resp)
@@ -866,6 +871,7 @@ pub fn run_on(
     ));
 
     // The run.
+    let batches0 = server.metric("kunjung_write_batches_total").unwrap_or(0);
     let cpu0 = cpu_seconds(server.pid());
     let gen0 = cpu_seconds(std::process::id());
     let db0 = db_root_pid.map(tree_cpu_seconds).unwrap_or(0.0);
@@ -910,8 +916,10 @@ pub fn run_on(
     let db_cpu = db_root_pid.map(tree_cpu_seconds).unwrap_or(0.0) - db0;
     let syncs = syncs.load(Ordering::Relaxed);
     let server_rss = rss_mb(server.pid());
+    let batches = server.metric("kunjung_write_batches_total").unwrap_or(0) - batches0;
     log(format!(
-        "{syncs} syncs in {elapsed:.1} s; final syncs and checks"
+        "{syncs} syncs in {elapsed:.1} s ({batches} write transactions, {:.1} syncs each); final syncs and checks",
+        syncs as f64 / batches.max(1) as f64
     ));
 
     // Final syncs: everything pushed, everything pulled.

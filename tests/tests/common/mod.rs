@@ -60,14 +60,25 @@ pub struct Server {
     pub db: String,
     pub child: Option<Child>,
     pub url: String,
+    /// Extra environment of the server process.
+    pub env: Vec<(String, String)>,
 }
 
 impl Server {
     pub fn start(db: &str) -> Server {
+        Server::start_with(db, &[])
+    }
+
+    /// [`Server::start`] with extra environment variables for the server process.
+    pub fn start_with(db: &str, env: &[(&str, &str)]) -> Server {
         let mut s = Server {
             db: db.to_string(),
             child: None,
             url: String::new(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         s.restart();
         s
@@ -83,6 +94,7 @@ impl Server {
             .args(["--db", &self.db, "serve", "--listen", listen])
             .env("RUST_LOG", "warn")
             .env("KUNJUNG_METRICS_TOKEN", METRICS_TOKEN)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
