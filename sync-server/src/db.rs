@@ -458,9 +458,8 @@ impl Db {
             stable_plans(&conn)?;
             // A larger page cache (the default 2 MB made every push re-read index pages;
             // not too large, see [`writer_cache_kb`]) and memory-mapped reads; checkpoints
-            // are left to
-            // [`Db::spawn_checkpointer`] when serving, with the automatic one as a
-            // backstop far enough out that it rarely runs inside a request.
+            // are left to [`Db::spawn_checkpointer`] when serving, with the automatic one
+            // as a backstop far enough out that it rarely runs inside a request.
             conn.execute_batch(&format!(
                 "PRAGMA cache_size = -{}; PRAGMA mmap_size = 1073741824;
                  PRAGMA wal_autocheckpoint = 20000;",
@@ -790,8 +789,7 @@ impl Db {
         E: From<DbError> + Send + 'static,
         F: Fn(&mut dyn Sql) -> Result<T, E> + Send + 'static,
     {
-        let (Db::Sqlite { group, .. } | Db::Postgres { group, .. }) = self;
-        group.run(self, f)
+        self.group().run(self, f)
     }
 
     /// How many requests may use the database at once by default: twice the SQLite read

@@ -175,8 +175,8 @@ pub fn spawn_writer<S: Send + Sync + 'static>(
     owner: std::sync::Arc<S>,
     db: fn(&S) -> &Db,
 ) -> std::io::Result<()> {
-    let (Db::Sqlite { group, .. } | Db::Postgres { group, .. }) = db(&owner);
-    group
+    db(&owner)
+        .group()
         .state
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -184,7 +184,7 @@ pub fn spawn_writer<S: Send + Sync + 'static>(
     let back = owner.clone();
     let run = move || {
         let d = db(&owner);
-        let (Db::Sqlite { group, .. } | Db::Postgres { group, .. }) = d;
+        let group = d.group();
         // Should this thread ever end (a panic outside the pieces, which are caught), the
         // callers go back to running their batches themselves instead of waiting forever;
         // the pieces it held or that were queued answer their callers with an error.
@@ -216,8 +216,8 @@ pub fn spawn_writer<S: Send + Sync + 'static>(
     match std::thread::Builder::new().name("writer".into()).spawn(run) {
         Ok(_) => Ok(()),
         Err(e) => {
-            let (Db::Sqlite { group, .. } | Db::Postgres { group, .. }) = db(&back);
-            group
+            db(&back)
+                .group()
                 .state
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())

@@ -570,6 +570,7 @@ async fn metrics(
         ));
     }
     let m = &st.metrics;
+    let (batches, pieces) = st.db.group().stats();
     for (name, help, v) in [
         (
             "kunjung_changes_pushed_total",
@@ -594,12 +595,12 @@ async fn metrics(
         (
             "kunjung_write_batches_total",
             "Write transactions of the group commit (each holds one or more pieces).",
-            st.db.group().stats().0,
+            batches,
         ),
         (
             "kunjung_write_pieces_total",
             "Pieces of write work (pushes, audit events, snapshots) in those transactions.",
-            st.db.group().stats().1,
+            pieces,
         ),
     ] {
         out.push_str(&format!(

@@ -501,7 +501,7 @@ impl Device {
             "HTTP {status}: {}",
             String::from_utf8_lossy(&b)
         );
-        let resp: SyncResponse = kunjung_protocol::decode(&b)?;
+        let mut resp: SyncResponse = kunjung_protocol::decode(&b)?;
         // The receipt must cover exactly what was pushed.
         let pushed: Vec<(Vec<u8>, Acked)> = req
             .changes
@@ -531,7 +531,6 @@ impl Device {
         for (h, c) in pushed {
             self.acked.insert(h, c);
         }
-        let mut resp = resp;
         for s in std::mem::take(&mut resp.snapshots) {
             self.received
                 .entry(s.household_id)
